@@ -1,0 +1,162 @@
+//! Application state, router assembly, and serving with graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use tokio::{net::TcpListener, sync::Notify};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    config::Config,
+    db::{migrate, Db},
+    domains,
+    http::{layers, web},
+    kv::Kv,
+    openapi::ApiDoc,
+};
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: Db,
+    /// Redis, when configured.
+    pub kv: Option<Kv>,
+    /// When this process started serving (for uptime).
+    pub started: Instant,
+    /// The same moment as a UTC date-time.
+    pub started_at: DateTime<Utc>,
+    /// Whether a built web app is being served at `/`.
+    pub web_app: bool,
+}
+
+/// A built application, ready to serve on any listener.
+pub struct App {
+    state: AppState,
+    router: Router,
+}
+
+impl App {
+    /// Connects to the database (migrating it when allowed) and assembles the router.
+    ///
+    /// Outside development and test, a schema that is behind the binary is refused unless
+    /// `AUTORISEN_MIGRATE_ON_START=true`: the release phase (`autorisen migrate`) owns migrations.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(config.database_url.expose(), config.database_max_connections).await?;
+        if config.migrate_on_start {
+            let applied = migrate::run(&db).await?;
+            if applied > 0 {
+                tracing::info!(applied, backend = ?db.backend(), "applied pending migrations");
+            }
+        } else {
+            let pending = migrate::pending(&db).await?;
+            anyhow::ensure!(
+                pending.is_empty(),
+                "the database schema is behind this binary ({} migration(s) pending: {:?}); \
+                 run `autorisen migrate` (the release phase) or set AUTORISEN_MIGRATE_ON_START=true",
+                pending.len(),
+                pending
+            );
+        }
+        let kv = config.redis_url.as_ref().map(|u| Kv::new(u.expose())).transpose()?;
+        let web = web::WebDist::find(config.web_dist_dir.clone());
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            kv,
+            started: Instant::now(),
+            started_at: Utc::now(),
+            web_app: web.is_some(),
+        };
+        let router = router(state.clone(), web);
+        Ok(Self { state, router })
+    }
+
+    /// The state shared by handlers.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The full router with every layer applied.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
+    /// `SHUTDOWN_GRACE_SECONDS` before returning.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        serve_router(listener, self.router, shutdown, self.state.config.shutdown_grace).await?;
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// Serves `router` on `listener` with graceful shutdown bounded by `grace`.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let stopping = Arc::new(Notify::new());
+    let notify = stopping.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(grace_s = grace.as_secs(), "shutting down: no new connections, finishing in-flight requests");
+        notify.notify_one();
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    tokio::select! {
+        result = server => result?,
+        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("shutdown grace expired; abandoning requests still in flight");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Heroku, Kubernetes) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}
+
+/// Assembles every domain's routes, the docs and the web app, inside the shared layers.
+fn router(state: AppState, web: Option<Arc<web::WebDist>>) -> Router {
+    let (api_router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(domains::routes())
+        .split_for_parts();
+    let api = crate::openapi::finish(api);
+    let app = api_router
+        .with_state(state.clone())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback_service(Router::new().fallback(web::fallback).with_state(web));
+    layers::apply(app, &state.config)
+}

@@ -1,0 +1,568 @@
+//! Typed settings read from the environment once, at start.
+//!
+//! [`Config::from_lookup`] validates every variable and reports *all* problems in one
+//! [`ConfigErrors`], so an operator fixes a deployment in one round instead of one crash at a time.
+
+use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+
+use serde::Serialize;
+use url::Url;
+
+/// Where the service runs; decides defaults and how strict validation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine: relaxed defaults, `.env` is read, migrations run on start.
+    Development,
+    /// Automated tests.
+    Test,
+    /// A production-like deployment.
+    Staging,
+    /// The real thing.
+    Production,
+}
+
+impl Environment {
+    /// The lower-case name used in `AUTORISEN_ENV`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+
+    /// Staging and production: secrets and explicit settings are required.
+    pub fn is_deployed(self) -> bool {
+        matches!(self, Self::Staging | Self::Production)
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Some(Self::Development),
+            "test" => Some(Self::Test),
+            "staging" => Some(Self::Staging),
+            "production" | "prod" => Some(Self::Production),
+            _ => None,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable, for terminals.
+    Pretty,
+}
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Build facts baked in at compile time, overridable at run time.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildInfo {
+    /// `APP_VERSION`, else the crate version.
+    pub version: String,
+    /// `GIT_SHA`, else the commit the binary was built from.
+    pub git_sha: String,
+    /// `BUILD_TIME`, else when the binary was built (RFC 3339, UTC).
+    pub build_time: String,
+}
+
+/// The validated configuration of one process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `AUTORISEN_ENV`.
+    pub env: Environment,
+    /// `HOST`: the address to listen on.
+    pub host: IpAddr,
+    /// `PORT`.
+    pub port: u16,
+    /// `DATABASE_URL`: `sqlite://…` or `postgres://…`; may hold a password.
+    pub database_url: Secret,
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub database_max_connections: u32,
+    /// `AUTORISEN_MIGRATE_ON_START` (always on in development and test).
+    pub migrate_on_start: bool,
+    /// `SECRET_KEY`: the root of every signing key.
+    pub secret_key: Secret,
+    /// `REDIS_URL`, when several instances share state.
+    pub redis_url: Option<Secret>,
+    /// `PUBLIC_BASE_URL`: how users reach the service (links in emails, cookie security).
+    pub public_base_url: Url,
+    /// `CORS_ORIGINS`: browser origins allowed to call the API.
+    pub cors_origins: Vec<String>,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `LOG_LEVEL`: a tracing filter such as `info` or `autorisen=debug,info`.
+    pub log_level: String,
+    /// `DATA_DIR`: where the SQLite file and the development key live.
+    pub data_dir: PathBuf,
+    /// `WEB_DIST_DIR`: a built front end to serve at `/`, if present.
+    pub web_dist_dir: PathBuf,
+    /// `REQUEST_TIMEOUT_SECONDS`.
+    pub request_timeout: Duration,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `MAX_BODY_BYTES`: default request body limit.
+    pub max_body_bytes: usize,
+    /// Version, commit and build time.
+    pub build: BuildInfo,
+}
+
+/// One thing wrong with one variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+    /// A valid value, as an example.
+    pub example: &'static str,
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {}: {} (example: {})", p.var, p.problem, p.example)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Secret keys that appear in tutorials and templates; never acceptable outside development.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "change_me",
+    "secret",
+    "your-secret-key",
+    "your_secret_key",
+    "supersecret",
+    "super-secret",
+    "development",
+    "dev-secret",
+    "test-secret",
+    "insecure",
+    "replace-me",
+];
+
+/// The minimum length of `SECRET_KEY` outside development.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Collects problems while reading variables.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn problem(&mut self, var: &'static str, problem: impl Into<String>, example: &'static str) {
+        self.problems.push(ConfigProblem {
+            var,
+            problem: problem.into(),
+            example,
+        });
+    }
+
+    /// Parses an optional variable, recording a problem (and returning the default) when invalid.
+    fn parsed<T: std::str::FromStr>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        what: &str,
+        example: &'static str,
+    ) -> T {
+        match self.raw(var) {
+            None => default,
+            Some(v) => v.trim().parse().unwrap_or_else(|_| {
+                self.problem(var, format!("`{v}` is not {what}"), example);
+                default
+            }),
+        }
+    }
+
+    fn flag(&mut self, var: &'static str) -> bool {
+        match self.raw(var).map(|v| v.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
+            Some(v) => {
+                self.problem(var, format!("`{v}` is not a boolean"), "true");
+                false
+            }
+        }
+    }
+
+    fn positive_seconds(&mut self, var: &'static str, default: u64, example: &'static str) -> Duration {
+        let secs = self.parsed(var, default, "a whole number of seconds", example);
+        if secs == 0 {
+            self.problem(var, "must be greater than zero", example);
+            return Duration::from_secs(default);
+        }
+        Duration::from_secs(secs)
+    }
+}
+
+impl Config {
+    /// Loads the configuration of this process from its environment.
+    ///
+    /// In development (the default) a `.env` file is read first; variables already set win.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let declared = std::env::var("AUTORISEN_ENV").ok();
+        if declared.as_deref().and_then(Environment::parse).unwrap_or(Environment::Development)
+            == Environment::Development
+        {
+            let _ = dotenvy::dotenv();
+        }
+        Self::from_lookup(&|var| std::env::var(var).ok())
+    }
+
+    /// Loads the configuration from any source of variables (tests pass a map).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+        let env = match r.raw("AUTORISEN_ENV") {
+            None => Environment::Development,
+            Some(v) => Environment::parse(&v).unwrap_or_else(|| {
+                r.problem(
+                    "AUTORISEN_ENV",
+                    format!("`{v}` is not one of development, test, staging, production"),
+                    "production",
+                );
+                Environment::Development
+            }),
+        };
+        let default_host: IpAddr = if env == Environment::Development {
+            [127, 0, 0, 1].into()
+        } else {
+            [0, 0, 0, 0].into()
+        };
+        let host = r.parsed("HOST", default_host, "an IP address", "0.0.0.0");
+        let port = r.parsed("PORT", 8000u16, "a port number (0-65535)", "8000");
+        let data_dir = PathBuf::from(r.raw("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = database_url(&mut r, env, &data_dir);
+        let database_max_connections =
+            r.parsed("DATABASE_MAX_CONNECTIONS", 16u32, "a whole number", "16");
+        if database_max_connections == 0 {
+            r.problem("DATABASE_MAX_CONNECTIONS", "must be at least 1", "16");
+        }
+        let migrate_on_start = r.flag("AUTORISEN_MIGRATE_ON_START") || !env.is_deployed();
+        let secret_key = secret_key(&mut r, env, &data_dir);
+        let redis_url = redis_url(&mut r);
+        let public_base_url = public_base_url(&mut r, env, port);
+        let cors_origins = cors_origins(&mut r, env);
+        let log_format = match r.raw("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
+            None if env == Environment::Development => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some(v) if v == "json" => LogFormat::Json,
+            Some(v) if v == "pretty" || v == "text" => LogFormat::Pretty,
+            Some(v) => {
+                r.problem("LOG_FORMAT", format!("`{v}` is not json or pretty"), "json");
+                LogFormat::Json
+            }
+        };
+        let log_level = r.raw("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            r.problem(
+                "LOG_LEVEL",
+                format!("`{log_level}` is not a log filter"),
+                "info,autorisen=debug",
+            );
+        }
+        let web_dist_dir = PathBuf::from(r.raw("WEB_DIST_DIR").unwrap_or_else(|| "web/dist".into()));
+        let request_timeout = r.positive_seconds("REQUEST_TIMEOUT_SECONDS", 30, "30");
+        let shutdown_grace = r.positive_seconds("SHUTDOWN_GRACE_SECONDS", 30, "30");
+        let max_body_bytes = r.parsed("MAX_BODY_BYTES", 1024 * 1024usize, "a size in bytes", "1048576");
+        if max_body_bytes == 0 {
+            r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
+        }
+        let build = BuildInfo {
+            version: r.raw("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+            git_sha: r
+                .raw("GIT_SHA")
+                .or_else(|| r.raw("SOURCE_VERSION"))
+                .unwrap_or_else(|| env!("AUTORISEN_BUILD_GIT_SHA").into()),
+            build_time: r
+                .raw("BUILD_TIME")
+                .unwrap_or_else(|| env!("AUTORISEN_BUILD_TIME").into()),
+        };
+
+        if !r.problems.is_empty() {
+            return Err(ConfigErrors(r.problems));
+        }
+        Ok(Config {
+            env,
+            host,
+            port,
+            database_url,
+            database_max_connections,
+            migrate_on_start,
+            secret_key,
+            redis_url,
+            public_base_url,
+            cors_origins,
+            log_format,
+            log_level,
+            data_dir,
+            web_dist_dir,
+            request_timeout,
+            shutdown_grace,
+            max_body_bytes,
+            build,
+        })
+    }
+
+    /// The effective configuration as `(variable, value)` pairs, every secret redacted.
+    pub fn redacted(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AUTORISEN_ENV", self.env.as_str().into()),
+            ("HOST", self.host.to_string()),
+            ("PORT", self.port.to_string()),
+            ("DATABASE_URL", redact_url(self.database_url.expose())),
+            ("DATABASE_MAX_CONNECTIONS", self.database_max_connections.to_string()),
+            ("AUTORISEN_MIGRATE_ON_START", self.migrate_on_start.to_string()),
+            ("SECRET_KEY", "[redacted]".into()),
+            (
+                "REDIS_URL",
+                self.redis_url
+                    .as_ref()
+                    .map_or_else(|| "(not set)".into(), |u| redact_url(u.expose())),
+            ),
+            ("PUBLIC_BASE_URL", self.public_base_url.to_string()),
+            ("CORS_ORIGINS", self.cors_origins.join(",")),
+            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+            ("LOG_LEVEL", self.log_level.clone()),
+            ("DATA_DIR", self.data_dir.display().to_string()),
+            ("WEB_DIST_DIR", self.web_dist_dir.display().to_string()),
+            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout.as_secs().to_string()),
+            ("SHUTDOWN_GRACE_SECONDS", self.shutdown_grace.as_secs().to_string()),
+            ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("APP_VERSION", self.build.version.clone()),
+            ("GIT_SHA", self.build.git_sha.clone()),
+            ("BUILD_TIME", self.build.build_time.clone()),
+        ]
+    }
+
+    /// Whether browsers reach the service over HTTPS (secure cookies, HSTS).
+    pub fn is_https(&self) -> bool {
+        self.public_base_url.scheme() == "https"
+    }
+}
+
+/// Replaces the password of a URL (if any) with `[redacted]`.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("[redacted]"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "[unparseable, redacted]".into(),
+    }
+}
+
+fn database_url(r: &mut Reader<'_>, env: Environment, data_dir: &std::path::Path) -> Secret {
+    const EXAMPLE: &str = "postgres://user:pass@host:5432/autorisen";
+    let Some(url) = r.raw("DATABASE_URL") else {
+        if env == Environment::Production {
+            r.problem(
+                "DATABASE_URL",
+                "is required in production (the default SQLite file would live on an ephemeral disk)",
+                EXAMPLE,
+            );
+        }
+        return Secret::new(format!("sqlite://{}/autorisen.db", data_dir.display()));
+    };
+    let scheme = url.split(':').next().unwrap_or_default();
+    if !matches!(scheme, "postgres" | "postgresql" | "sqlite") {
+        r.problem(
+            "DATABASE_URL",
+            format!("scheme `{scheme}` is not postgres, postgresql or sqlite"),
+            EXAMPLE,
+        );
+    } else if scheme != "sqlite" && Url::parse(&url).is_err() {
+        r.problem("DATABASE_URL", "is not a valid URL", EXAMPLE);
+    }
+    Secret::new(url)
+}
+
+fn secret_key(r: &mut Reader<'_>, env: Environment, data_dir: &std::path::Path) -> Secret {
+    const EXAMPLE: &str = "the output of `openssl rand -hex 32`";
+    match r.raw("SECRET_KEY") {
+        Some(key) if env != Environment::Development => {
+            let lowered = key.trim().to_ascii_lowercase();
+            if PLACEHOLDER_SECRETS
+                .iter()
+                .any(|p| lowered == *p || lowered.starts_with(p) && lowered.len() < 48)
+            {
+                r.problem("SECRET_KEY", "is a known placeholder, not a secret", EXAMPLE);
+            } else if key.len() < MIN_SECRET_BYTES {
+                r.problem(
+                    "SECRET_KEY",
+                    format!("is {} bytes; at least {MIN_SECRET_BYTES} are required", key.len()),
+                    EXAMPLE,
+                );
+            }
+            Secret::new(key)
+        }
+        Some(key) => Secret::new(key),
+        None if env == Environment::Development => match development_key(data_dir) {
+            Ok(key) => key,
+            Err(e) => {
+                r.problem(
+                    "SECRET_KEY",
+                    format!("is not set and no development key could be kept in DATA_DIR: {e}"),
+                    EXAMPLE,
+                );
+                Secret::new(String::new())
+            }
+        },
+        None => {
+            r.problem(
+                "SECRET_KEY",
+                format!("is required outside development ({} bytes at least)", MIN_SECRET_BYTES),
+                EXAMPLE,
+            );
+            Secret::new(String::new())
+        }
+    }
+}
+
+/// Reads the development key from `DATA_DIR`, creating it on first use so tokens survive restarts.
+fn development_key(data_dir: &std::path::Path) -> std::io::Result<Secret> {
+    let path = data_dir.join("dev-secret-key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if existing.trim().len() >= MIN_SECRET_BYTES {
+            return Ok(Secret::new(existing.trim().to_string()));
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(&path, &key)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(Secret::new(key))
+}
+
+fn redis_url(r: &mut Reader<'_>) -> Option<Secret> {
+    let url = r.raw("REDIS_URL")?;
+    match Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") => Some(Secret::new(url)),
+        _ => {
+            r.problem(
+                "REDIS_URL",
+                "is not a redis:// or rediss:// URL",
+                "redis://127.0.0.1:6379/0",
+            );
+            None
+        }
+    }
+}
+
+fn public_base_url(r: &mut Reader<'_>, env: Environment, port: u16) -> Url {
+    const EXAMPLE: &str = "https://app.capecontrol.co.za";
+    let fallback = || Url::parse(&format!("http://localhost:{port}")).expect("valid URL");
+    let Some(raw) = r.raw("PUBLIC_BASE_URL") else {
+        if env.is_deployed() {
+            r.problem("PUBLIC_BASE_URL", "is required in staging and production", EXAMPLE);
+        }
+        return fallback();
+    };
+    match Url::parse(raw.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            if env == Environment::Production && url.scheme() != "https" {
+                r.problem("PUBLIC_BASE_URL", "must be https in production", EXAMPLE);
+            }
+            url
+        }
+        _ => {
+            r.problem("PUBLIC_BASE_URL", format!("`{raw}` is not an http(s) URL"), EXAMPLE);
+            fallback()
+        }
+    }
+}
+
+fn cors_origins(r: &mut Reader<'_>, env: Environment) -> Vec<String> {
+    const EXAMPLE: &str = "https://app.capecontrol.co.za,https://www.capecontrol.co.za";
+    let Some(raw) = r.raw("CORS_ORIGINS") else {
+        return if env == Environment::Development {
+            vec!["http://localhost:5173".into(), "http://127.0.0.1:5173".into()]
+        } else {
+            Vec::new()
+        };
+    };
+    let mut origins = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "*" {
+            r.problem(
+                "CORS_ORIGINS",
+                "`*` is not allowed: the API uses credentials, so origins must be listed",
+                EXAMPLE,
+            );
+            continue;
+        }
+        match Url::parse(item) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && !item.ends_with('/')
+                    && u.query().is_none() =>
+            {
+                origins.push(u.origin().ascii_serialization())
+            }
+            _ => r.problem(
+                "CORS_ORIGINS",
+                format!("`{item}` is not an origin (scheme://host[:port], no path)"),
+                EXAMPLE,
+            ),
+        }
+    }
+    origins
+}

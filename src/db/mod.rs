@@ -1,0 +1,168 @@
+//! The database: one `sqlx::AnyPool` over SQLite or PostgreSQL, chosen by `DATABASE_URL`.
+//!
+//! Domain code writes each query once, with `$1..$n` placeholders that both backends accept, and
+//! binds only portable types (`i64`, `String`, `bool`, bytes). Ids are UUID text and timestamps
+//! are Unix microseconds (`BIGINT`, UTC), converted in Rust by [`types`].
+
+pub mod migrate;
+pub mod types;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    any::{AnyConnectOptions, AnyPoolOptions},
+    AnyPool, Executor,
+};
+
+use crate::error::AppError;
+
+/// The backend behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded SQLite (development default, single instance).
+    Sqlite,
+    /// PostgreSQL (production, several instances).
+    Postgres,
+}
+
+impl Backend {
+    /// Which backend a `DATABASE_URL` names.
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        match url.split(':').next() {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            other => anyhow::bail!("unsupported database scheme {other:?}"),
+        }
+    }
+}
+
+/// The connection pool and which backend it speaks to. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url`; SQLite files (and their folder) are created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(if backend == Backend::Sqlite { 1 } else { 0 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; the busy timeout makes writers
+                        // wait for each other instead of failing with SQLITE_BUSY.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    } else {
+                        conn.execute("SET TIME ZONE 'UTC'").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers whether the database responds to a trivial query within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(Ok(_)) => Ok(started.elapsed()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+
+    /// Closes every connection (at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so the file is created, and creates its folder.
+fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+    }
+    if query.contains("mode=") {
+        Ok(url.to_owned())
+    } else if query.is_empty() {
+        Ok(format!("sqlite://{path}?mode=rwc"))
+    } else {
+        Ok(format!("sqlite://{path}?{query}&mode=rwc"))
+    }
+}
+
+/// Maps a database error to the HTTP edge: unique violations are 409, an unreachable database is
+/// 503, anything else is an internal error.
+pub fn classify_error(e: sqlx::Error) -> AppError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            AppError::Conflict("A record with these values already exists.".into())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => AppError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c == "5" || c == "6" || c.starts_with("08")) =>
+        {
+            // SQLite BUSY/LOCKED, PostgreSQL connection exceptions (class 08).
+            AppError::Unavailable(e.to_string())
+        }
+        _ => AppError::Internal(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_sqlite_url_gets_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/app.db", dir.path().display());
+        let prepared = prepare_sqlite_url(&url).unwrap();
+        assert!(prepared.ends_with("/sub/app.db?mode=rwc"), "{prepared}");
+        assert!(dir.path().join("sub").is_dir());
+    }
+
+    #[test]
+    fn both_postgres_schemes_are_accepted() {
+        assert_eq!(Backend::of_url("postgres://h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        assert!(Backend::of_url("mysql://h/db").is_err());
+    }
+}

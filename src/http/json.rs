@@ -1,0 +1,86 @@
+//! `AppJson<T>`: the JSON extractor and responder whose failures are problem+json.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, FromRequest, Request},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{AppError, FieldError};
+
+/// A JSON request body or response; bad input becomes 400, 413, 415 or 422, never 500.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(ref inner)
+                if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                AppError::PayloadTooLarge
+            }
+            other => AppError::BadRequest(format!("The request body could not be read: {other}")),
+        })?;
+        parse(&bytes).map(AppJson)
+    }
+}
+
+/// Parses a JSON body: syntax errors are 400, shape errors 422 naming the field.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de);
+    // Trailing bytes after the document are a syntax error, not something to ignore.
+    if let (Ok(_), Err(e)) = (&value, de.end()) {
+        return Err(AppError::BadRequest(format!("The body is not valid JSON: {e}")));
+    }
+    match value {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                Err(AppError::BadRequest(format!("The body is not valid JSON: {inner}")))
+            } else {
+                let field = if path == "." { String::new() } else { path };
+                Err(AppError::Validation(vec![FieldError::new(field, strip_position(&inner.to_string()))]))
+            }
+        }
+    }
+}
+
+/// serde's messages end with "at line L column C"; the field path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Ok(mime) = ct.parse::<mime_guess::mime::Mime>() else {
+        return false;
+    };
+    mime.type_() == "application"
+        && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

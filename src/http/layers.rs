@@ -1,0 +1,52 @@
+//! The layer stack every route runs inside, outermost last.
+
+use std::any::Any;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    middleware::{from_fn, from_fn_with_state},
+    response::Response,
+    Router,
+};
+use tower_http::{catch_panic::CatchPanicLayer, compression::CompressionLayer, timeout::TimeoutLayer};
+
+use crate::{config::Config, error::problem_response};
+
+use super::middleware::{problem_bodies, record_route, request_context, ResponseStamp};
+
+/// Wraps the assembled router in the shared stack: route recording, body limit, timeout,
+/// compression, problem bodies, panic catching, and the request context outermost.
+pub fn apply(router: Router, config: &Config) -> Router {
+    let stamp = ResponseStamp::new(
+        &config.build.version,
+        &config.build.git_sha,
+        config.env.as_str(),
+    );
+    router
+        .route_layer(from_fn(record_route))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(from_fn(problem_bodies))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn_with_state(stamp, request_context))
+}
+
+/// A panic in a handler is a 500 problem; the panic message stays in the log.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    tracing::error!(panic = %message, "handler panicked");
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        crate::error::default_detail(StatusCode::INTERNAL_SERVER_ERROR),
+        None,
+    )
+}

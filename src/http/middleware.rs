@@ -1,0 +1,135 @@
+//! Per-request middleware: request id, tracing span, access log, version headers, problem bodies.
+
+use std::{net::SocketAddr, time::Instant};
+
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{header, HeaderName, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+use tracing::{field::Empty, Instrument};
+
+use crate::error::{default_detail, problem_response, PROBLEM_JSON};
+
+use super::request_id::{self, REQUEST_ID_HEADER};
+
+/// Values stamped on every response (`X-App-Version`, `X-App-Commit`, `X-App-Env`).
+#[derive(Debug, Clone)]
+pub struct ResponseStamp {
+    version: HeaderValue,
+    commit: HeaderValue,
+    env: HeaderValue,
+}
+
+impl ResponseStamp {
+    /// Builds the header values once; unprintable values become `unknown`.
+    pub fn new(version: &str, commit: &str, env: &str) -> Self {
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"));
+        Self {
+            version: value(version),
+            commit: value(commit),
+            env: value(env),
+        }
+    }
+}
+
+/// The route template a request matched, left on the response for the access log.
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub String);
+
+/// Paths polled by load balancers and orchestrators; logged at debug level only.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/health" | "/alive" | "/ready" | "/api/health")
+}
+
+/// Outermost middleware: request id, span, access log line and the app headers.
+pub async fn request_context(
+    State(stamp): State<ResponseStamp>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id::from_headers(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = Empty,
+        user_id = Empty,
+    );
+
+    let mut response = request_id::scope(request_id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+
+    let route = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("(unmatched)", |r| r.0.as_str())
+        .to_owned();
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if is_probe(&path) && status < 500 {
+            tracing::debug!(%route, %path, status, latency_ms, %client, "request finished");
+        } else {
+            tracing::info!(%route, %path, status, latency_ms, %client, "request finished");
+        }
+    });
+
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    headers.insert("x-app-version", stamp.version.clone());
+    headers.insert("x-app-commit", stamp.commit.clone());
+    headers.insert("x-app-env", stamp.env.clone());
+    response
+}
+
+/// Route-level middleware: records the matched route template in the span and on the response.
+pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let route = matched.map(|m| m.as_str().to_owned());
+    if let Some(route) = &route {
+        tracing::Span::current().record("route", route.as_str());
+    }
+    let mut response = next.run(req).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteTemplate(route));
+    }
+    response
+}
+
+/// Turns any error response that is not already problem+json (a 405 from the router, a 408 or
+/// 413 from a layer) into one, keeping its status and headers such as `Allow`.
+pub async fn problem_bodies(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let problem = problem_response(status, default_detail(status), None);
+    let (problem_parts, body) = problem.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    for (name, value) in problem_parts.headers.iter() {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, body)
+}

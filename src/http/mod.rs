@@ -1,0 +1,8 @@
+//! HTTP plumbing shared by every domain: extractors, middleware, the layer stack.
+
+pub mod client;
+pub mod json;
+pub mod layers;
+pub mod middleware;
+pub mod request_id;
+pub mod web;
