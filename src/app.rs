@@ -47,7 +47,11 @@ impl App {
     /// Outside development and test, a schema that is behind the binary is refused unless
     /// `AUTORISEN_MIGRATE_ON_START=true`: the release phase (`autorisen migrate`) owns migrations.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = Db::connect(config.database_url.expose(), config.database_max_connections).await?;
+        let db = Db::connect(
+            config.database_url.expose(),
+            config.database_max_connections,
+        )
+        .await?;
         if config.migrate_on_start {
             let applied = migrate::run(&db).await?;
             if applied > 0 {
@@ -63,7 +67,11 @@ impl App {
                 pending
             );
         }
-        let kv = config.redis_url.as_ref().map(|u| Kv::new(u.expose())).transpose()?;
+        let kv = config
+            .redis_url
+            .as_ref()
+            .map(|u| Kv::new(u.expose()))
+            .transpose()?;
         let web = web::WebDist::find(config.web_dist_dir.clone());
         let state = AppState {
             config: Arc::new(config),
@@ -94,7 +102,13 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        serve_router(listener, self.router, shutdown, self.state.config.shutdown_grace).await?;
+        serve_router(
+            listener,
+            self.router,
+            shutdown,
+            self.state.config.shutdown_grace,
+        )
+        .await?;
         self.state.db.close().await;
         Ok(())
     }
@@ -111,7 +125,10 @@ pub async fn serve_router(
     let notify = stopping.clone();
     let signal = async move {
         shutdown.await;
-        tracing::info!(grace_s = grace.as_secs(), "shutting down: no new connections, finishing in-flight requests");
+        tracing::info!(
+            grace_s = grace.as_secs(),
+            "shutting down: no new connections, finishing in-flight requests"
+        );
         notify.notify_one();
     };
     let server = axum::serve(

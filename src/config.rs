@@ -234,7 +234,12 @@ impl Reader<'_> {
         }
     }
 
-    fn positive_seconds(&mut self, var: &'static str, default: u64, example: &'static str) -> Duration {
+    fn positive_seconds(
+        &mut self,
+        var: &'static str,
+        default: u64,
+        example: &'static str,
+    ) -> Duration {
         let secs = self.parsed(var, default, "a whole number of seconds", example);
         if secs == 0 {
             self.problem(var, "must be greater than zero", example);
@@ -250,7 +255,10 @@ impl Config {
     /// In development (the default) a `.env` file is read first; variables already set win.
     pub fn from_env() -> Result<Self, ConfigErrors> {
         let declared = std::env::var("AUTORISEN_ENV").ok();
-        if declared.as_deref().and_then(Environment::parse).unwrap_or(Environment::Development)
+        if declared
+            .as_deref()
+            .and_then(Environment::parse)
+            .unwrap_or(Environment::Development)
             == Environment::Development
         {
             let _ = dotenvy::dotenv();
@@ -312,15 +320,23 @@ impl Config {
                 "info,autorisen=debug",
             );
         }
-        let web_dist_dir = PathBuf::from(r.raw("WEB_DIST_DIR").unwrap_or_else(|| "web/dist".into()));
+        let web_dist_dir =
+            PathBuf::from(r.raw("WEB_DIST_DIR").unwrap_or_else(|| "web/dist".into()));
         let request_timeout = r.positive_seconds("REQUEST_TIMEOUT_SECONDS", 30, "30");
         let shutdown_grace = r.positive_seconds("SHUTDOWN_GRACE_SECONDS", 30, "30");
-        let max_body_bytes = r.parsed("MAX_BODY_BYTES", 1024 * 1024usize, "a size in bytes", "1048576");
+        let max_body_bytes = r.parsed(
+            "MAX_BODY_BYTES",
+            1024 * 1024usize,
+            "a size in bytes",
+            "1048576",
+        );
         if max_body_bytes == 0 {
             r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
         }
         let build = BuildInfo {
-            version: r.raw("APP_VERSION").unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+            version: r
+                .raw("APP_VERSION")
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
             git_sha: r
                 .raw("GIT_SHA")
                 .or_else(|| r.raw("SOURCE_VERSION"))
@@ -362,8 +378,14 @@ impl Config {
             ("HOST", self.host.to_string()),
             ("PORT", self.port.to_string()),
             ("DATABASE_URL", redact_url(self.database_url.expose())),
-            ("DATABASE_MAX_CONNECTIONS", self.database_max_connections.to_string()),
-            ("AUTORISEN_MIGRATE_ON_START", self.migrate_on_start.to_string()),
+            (
+                "DATABASE_MAX_CONNECTIONS",
+                self.database_max_connections.to_string(),
+            ),
+            (
+                "AUTORISEN_MIGRATE_ON_START",
+                self.migrate_on_start.to_string(),
+            ),
             ("SECRET_KEY", "[redacted]".into()),
             (
                 "REDIS_URL",
@@ -373,12 +395,21 @@ impl Config {
             ),
             ("PUBLIC_BASE_URL", self.public_base_url.to_string()),
             ("CORS_ORIGINS", self.cors_origins.join(",")),
-            ("LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
             ("LOG_LEVEL", self.log_level.clone()),
             ("DATA_DIR", self.data_dir.display().to_string()),
             ("WEB_DIST_DIR", self.web_dist_dir.display().to_string()),
-            ("REQUEST_TIMEOUT_SECONDS", self.request_timeout.as_secs().to_string()),
-            ("SHUTDOWN_GRACE_SECONDS", self.shutdown_grace.as_secs().to_string()),
+            (
+                "REQUEST_TIMEOUT_SECONDS",
+                self.request_timeout.as_secs().to_string(),
+            ),
+            (
+                "SHUTDOWN_GRACE_SECONDS",
+                self.shutdown_grace.as_secs().to_string(),
+            ),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
             ("APP_VERSION", self.build.version.clone()),
             ("GIT_SHA", self.build.git_sha.clone()),
@@ -438,11 +469,18 @@ fn secret_key(r: &mut Reader<'_>, env: Environment, data_dir: &std::path::Path) 
                 .iter()
                 .any(|p| lowered == *p || lowered.starts_with(p) && lowered.len() < 48)
             {
-                r.problem("SECRET_KEY", "is a known placeholder, not a secret", EXAMPLE);
+                r.problem(
+                    "SECRET_KEY",
+                    "is a known placeholder, not a secret",
+                    EXAMPLE,
+                );
             } else if key.len() < MIN_SECRET_BYTES {
                 r.problem(
                     "SECRET_KEY",
-                    format!("is {} bytes; at least {MIN_SECRET_BYTES} are required", key.len()),
+                    format!(
+                        "is {} bytes; at least {MIN_SECRET_BYTES} are required",
+                        key.len()
+                    ),
                     EXAMPLE,
                 );
             }
@@ -463,7 +501,10 @@ fn secret_key(r: &mut Reader<'_>, env: Environment, data_dir: &std::path::Path) 
         None => {
             r.problem(
                 "SECRET_KEY",
-                format!("is required outside development ({} bytes at least)", MIN_SECRET_BYTES),
+                format!(
+                    "is required outside development ({} bytes at least)",
+                    MIN_SECRET_BYTES
+                ),
                 EXAMPLE,
             );
             Secret::new(String::new())
@@ -510,7 +551,11 @@ fn public_base_url(r: &mut Reader<'_>, env: Environment, port: u16) -> Url {
     let fallback = || Url::parse(&format!("http://localhost:{port}")).expect("valid URL");
     let Some(raw) = r.raw("PUBLIC_BASE_URL") else {
         if env.is_deployed() {
-            r.problem("PUBLIC_BASE_URL", "is required in staging and production", EXAMPLE);
+            r.problem(
+                "PUBLIC_BASE_URL",
+                "is required in staging and production",
+                EXAMPLE,
+            );
         }
         return fallback();
     };
@@ -522,7 +567,11 @@ fn public_base_url(r: &mut Reader<'_>, env: Environment, port: u16) -> Url {
             url
         }
         _ => {
-            r.problem("PUBLIC_BASE_URL", format!("`{raw}` is not an http(s) URL"), EXAMPLE);
+            r.problem(
+                "PUBLIC_BASE_URL",
+                format!("`{raw}` is not an http(s) URL"),
+                EXAMPLE,
+            );
             fallback()
         }
     }
@@ -532,7 +581,10 @@ fn cors_origins(r: &mut Reader<'_>, env: Environment) -> Vec<String> {
     const EXAMPLE: &str = "https://app.capecontrol.co.za,https://www.capecontrol.co.za";
     let Some(raw) = r.raw("CORS_ORIGINS") else {
         return if env == Environment::Development {
-            vec!["http://localhost:5173".into(), "http://127.0.0.1:5173".into()]
+            vec![
+                "http://localhost:5173".into(),
+                "http://127.0.0.1:5173".into(),
+            ]
         } else {
             Vec::new()
         };

@@ -127,13 +127,17 @@ impl AppError {
             | Self::NotFound(d)
             | Self::Conflict(d) => d.clone(),
             Self::TooManyRequests { detail, .. } => detail.clone(),
-            Self::PayloadTooLarge => "The request body is larger than this endpoint accepts.".into(),
+            Self::PayloadTooLarge => {
+                "The request body is larger than this endpoint accepts.".into()
+            }
             Self::UnsupportedMediaType => {
                 "This endpoint accepts only `Content-Type: application/json`.".into()
             }
             Self::Validation(_) => "One or more fields are invalid; see `errors`.".into(),
             // The cause of a 503 may name hosts; it is logged, not sent.
-            Self::Unavailable(_) => "A service this request needs is unavailable; retry shortly.".into(),
+            Self::Unavailable(_) => {
+                "A service this request needs is unavailable; retry shortly.".into()
+            }
             Self::Internal(_) => {
                 "An unexpected error occurred; quote the request id when reporting it.".into()
             }
@@ -145,8 +149,12 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            Self::Internal(e) => tracing::error!(error = ?e, "request failed with an internal error"),
-            Self::Unavailable(e) => tracing::warn!(error = %e, "request failed: dependency unavailable"),
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "request failed with an internal error")
+            }
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "request failed: dependency unavailable")
+            }
             _ => {}
         }
         let detail = self.detail();

@@ -35,7 +35,9 @@ impl Kv {
                 .get_or_try_init(|| ConnectionManager::new(self.client.clone())),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("no connection to Redis within {} ms", timeout.as_millis()))??;
+        .map_err(|_| {
+            anyhow::anyhow!("no connection to Redis within {} ms", timeout.as_millis())
+        })??;
         Ok(manager.clone())
     }
 

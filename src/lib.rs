@@ -11,5 +11,6 @@ pub mod domains;
 pub mod error;
 pub mod http;
 pub mod kv;
+pub mod mail;
 pub mod openapi;
 pub mod telemetry;

@@ -137,7 +137,9 @@ pub fn classify_error(e: sqlx::Error) -> AppError {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => AppError::Unavailable(e.to_string()),
         sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| c == "5" || c == "6" || c.starts_with("08")) =>
+            if db
+                .code()
+                .is_some_and(|c| c == "5" || c == "6" || c.starts_with("08")) =>
         {
             // SQLite BUSY/LOCKED, PostgreSQL connection exceptions (class 08).
             AppError::Unavailable(e.to_string())
@@ -161,8 +163,14 @@ mod tests {
 
     #[test]
     fn both_postgres_schemes_are_accepted() {
-        assert_eq!(Backend::of_url("postgres://h/db").unwrap(), Backend::Postgres);
-        assert_eq!(Backend::of_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::of_url("postgres://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(Backend::of_url("mysql://h/db").is_err());
     }
 }

@@ -43,7 +43,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let value = serde_path_to_error::deserialize::<_, T>(&mut de);
     // Trailing bytes after the document are a syntax error, not something to ignore.
     if let (Ok(_), Err(e)) = (&value, de.end()) {
-        return Err(AppError::BadRequest(format!("The body is not valid JSON: {e}")));
+        return Err(AppError::BadRequest(format!(
+            "The body is not valid JSON: {e}"
+        )));
     }
     match value {
         Ok(value) => Ok(value),
@@ -51,10 +53,15 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                Err(AppError::BadRequest(format!("The body is not valid JSON: {inner}")))
+                Err(AppError::BadRequest(format!(
+                    "The body is not valid JSON: {inner}"
+                )))
             } else {
                 let field = if path == "." { String::new() } else { path };
-                Err(AppError::Validation(vec![FieldError::new(field, strip_position(&inner.to_string()))]))
+                Err(AppError::Validation(vec![FieldError::new(
+                    field,
+                    strip_position(&inner.to_string()),
+                )]))
             }
         }
     }
@@ -69,7 +76,10 @@ fn strip_position(message: &str) -> String {
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let Ok(mime) = ct.parse::<mime_guess::mime::Mime>() else {

@@ -9,7 +9,9 @@ use axum::{
     response::Response,
     Router,
 };
-use tower_http::{catch_panic::CatchPanicLayer, compression::CompressionLayer, timeout::TimeoutLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer, compression::CompressionLayer, timeout::TimeoutLayer,
+};
 
 use crate::{config::Config, error::problem_response};
 

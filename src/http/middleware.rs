@@ -10,7 +10,7 @@ use axum::{
 };
 use tracing::{field::Empty, Instrument};
 
-use crate::error::{default_detail, problem_response, PROBLEM_JSON};
+use crate::error::{default_detail, problem_response};
 
 use super::request_id::{self, REQUEST_ID_HEADER};
 
@@ -25,7 +25,8 @@ pub struct ResponseStamp {
 impl ResponseStamp {
     /// Builds the header values once; unprintable values become `unknown`.
     pub fn new(version: &str, commit: &str, env: &str) -> Self {
-        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"));
+        let value =
+            |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"));
         Self {
             version: value(version),
             commit: value(commit),
@@ -108,7 +109,7 @@ pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next
     response
 }
 
-/// Turns any error response that is not already problem+json (a 405 from the router, a 408 or
+/// Turns any error response without a document of its own (a 405 from the router, a 408 or
 /// 413 from a layer) into one, keeping its status and headers such as `Allow`.
 pub async fn problem_bodies(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
@@ -116,11 +117,13 @@ pub async fn problem_bodies(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
+    // Only bodies made by layers and the router (empty or plain text) are replaced; a handler's
+    // own document, such as the 503 health report, is kept.
+    let made_by_a_layer = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+        .is_none_or(|ct| ct.as_bytes().starts_with(b"text/plain"));
+    if !made_by_a_layer {
         return response;
     }
     let (mut parts, _) = response.into_parts();

@@ -13,7 +13,15 @@ use tower_http::services::ServeDir;
 use crate::error::{default_detail, problem_response};
 
 /// Paths owned by the service itself: never answered with the web app.
-const RESERVED: &[&str] = &["/api", "/docs", "/openapi.json", "/health", "/alive", "/ready", "/version.json"];
+const RESERVED: &[&str] = &[
+    "/api",
+    "/docs",
+    "/openapi.json",
+    "/health",
+    "/alive",
+    "/ready",
+    "/version.json",
+];
 
 /// A built front end found at start.
 #[derive(Debug)]
@@ -24,18 +32,27 @@ pub struct WebDist {
 impl WebDist {
     /// The build at `root`, if it has an `index.html`.
     pub fn find(root: PathBuf) -> Option<Arc<Self>> {
-        root.join("index.html").is_file().then(|| Arc::new(Self { root }))
+        root.join("index.html")
+            .is_file()
+            .then(|| Arc::new(Self { root }))
     }
 }
 
 fn is_reserved(path: &str) -> bool {
-    RESERVED
-        .iter()
-        .any(|r| path == *r || path.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
+    RESERVED.iter().any(|r| {
+        path == *r
+            || path
+                .strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 fn not_found() -> Response {
-    problem_response(StatusCode::NOT_FOUND, default_detail(StatusCode::NOT_FOUND), None)
+    problem_response(
+        StatusCode::NOT_FOUND,
+        default_detail(StatusCode::NOT_FOUND),
+        None,
+    )
 }
 
 /// The router's fallback: reserved paths are 404 problems; the rest is the web app, if built.
@@ -45,7 +62,11 @@ pub async fn fallback(State(web): State<Option<Arc<WebDist>>>, req: Request) -> 
         return not_found();
     }
     let Some(web) = web else {
-        return if path == "/" { Html(BUILTIN_PAGE).into_response() } else { not_found() };
+        return if path == "/" {
+            Html(BUILTIN_PAGE).into_response()
+        } else {
+            not_found()
+        };
     };
     let wants_page = !path.rsplit('/').next().unwrap_or_default().contains('.');
     let served = match ServeDir::new(&web.root).oneshot(req).await {
@@ -53,7 +74,11 @@ pub async fn fallback(State(web): State<Option<Arc<WebDist>>>, req: Request) -> 
         Err(never) => match never {},
     };
     if served.status() == StatusCode::NOT_FOUND {
-        return if wants_page { index(&web).await } else { not_found() };
+        return if wants_page {
+            index(&web).await
+        } else {
+            not_found()
+        };
     }
     with_cache_policy(served, &path)
 }

@@ -43,7 +43,9 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ok>, crate::error::
     if service::database_ready(&state).await {
         Ok(Json(Ok { status: "ok" }))
     } else {
-        Err(crate::error::AppError::Unavailable("database not ready".into()))
+        Err(crate::error::AppError::Unavailable(
+            "database not ready".into(),
+        ))
     }
 }
 

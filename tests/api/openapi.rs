@@ -1,0 +1,92 @@
+//! The OpenAPI document and the embedded Swagger UI.
+
+use crate::{
+    helpers::{Backend, TestApp},
+    on_both_backends,
+};
+
+on_both_backends!(
+    the_openapi_document_is_version_3_1_and_covers_every_route,
+    every_operation_documents_its_problem_responses,
+    the_swagger_ui_is_served_from_assets_embedded_in_the_binary,
+);
+
+/// Every route the service answers, as `(method, path)`.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/alive"),
+    ("get", "/ready"),
+    ("get", "/api/health"),
+    ("get", "/api/status"),
+    ("get", "/version.json"),
+];
+
+async fn spec(app: &TestApp) -> serde_json::Value {
+    let res = app.get("/openapi.json").await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn the_openapi_document_is_version_3_1_and_covers_every_route(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let spec = spec(&app).await;
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
+    for (method, path) in ROUTES {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+        // And the route really answers.
+        assert_ne!(app.get(path).await.status(), 404, "{path}");
+    }
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    assert!(spec["components"]["schemas"]["Problem"].is_object());
+}
+
+async fn every_operation_documents_its_problem_responses(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let spec = spec(&app).await;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(
+                op["responses"]["default"].is_object(),
+                "{method} {path} has a default problem response"
+            );
+            assert!(
+                op["responses"]["200"].is_object()
+                    || op["responses"]["201"].is_object()
+                    || op["responses"]["204"].is_object(),
+                "{method} {path} documents its success"
+            );
+        }
+    }
+}
+
+async fn the_swagger_ui_is_served_from_assets_embedded_in_the_binary(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let redirect = app.get("/docs").await;
+    assert!(redirect.status().is_redirection());
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("swagger-ui-bundle.js"));
+    let bundle = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(bundle.status(), 200);
+    assert!(
+        bundle.bytes().await.unwrap().len() > 100_000,
+        "the real bundle, not a stub"
+    );
+    let init = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+}
