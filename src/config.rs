@@ -618,3 +618,135 @@ fn cors_origins(r: &mut Reader<'_>, env: Environment) -> Vec<String> {
     }
     origins
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Config::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    fn vars_of(errors: ConfigErrors) -> Vec<&'static str> {
+        errors.0.iter().map(|p| p.var).collect()
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef-real-key";
+
+    #[test]
+    fn production_without_settings_reports_every_missing_variable_at_once() {
+        let errors = load(&[("AUTORISEN_ENV", "production"), ("PORT", "eighty")]).unwrap_err();
+        let vars = vars_of(errors);
+        for var in ["PORT", "DATABASE_URL", "SECRET_KEY", "PUBLIC_BASE_URL"] {
+            assert!(vars.contains(&var), "{var} missing from {vars:?}");
+        }
+    }
+
+    #[test]
+    fn placeholder_and_short_secret_keys_are_refused_outside_development() {
+        for key in [
+            "change-me",
+            "your-secret-key-goes-here",
+            "CHANGEME",
+            "short",
+        ] {
+            let errors = load(&[("AUTORISEN_ENV", "test"), ("SECRET_KEY", key)]).unwrap_err();
+            assert_eq!(vars_of(errors), vec!["SECRET_KEY"], "{key}");
+        }
+        assert!(load(&[("AUTORISEN_ENV", "test"), ("SECRET_KEY", KEY)]).is_ok());
+    }
+
+    #[test]
+    fn production_requires_an_https_public_base_url() {
+        let errors = load(&[
+            ("AUTORISEN_ENV", "production"),
+            ("SECRET_KEY", KEY),
+            ("DATABASE_URL", "postgres://db/app"),
+            ("PUBLIC_BASE_URL", "http://app.example.test"),
+        ])
+        .unwrap_err();
+        assert_eq!(vars_of(errors), vec!["PUBLIC_BASE_URL"]);
+    }
+
+    #[test]
+    fn both_postgres_url_schemes_are_accepted_and_others_refused() {
+        for url in [
+            "postgres://u:p@h:5432/db",
+            "postgresql://u:p@h/db?sslmode=require",
+        ] {
+            let c = load(&[
+                ("AUTORISEN_ENV", "test"),
+                ("SECRET_KEY", KEY),
+                ("DATABASE_URL", url),
+            ])
+            .unwrap();
+            assert_eq!(c.database_url.expose(), url);
+        }
+        let errors = load(&[
+            ("AUTORISEN_ENV", "test"),
+            ("SECRET_KEY", KEY),
+            ("DATABASE_URL", "mysql://h/db"),
+        ])
+        .unwrap_err();
+        assert_eq!(vars_of(errors), vec!["DATABASE_URL"]);
+    }
+
+    #[test]
+    fn a_wildcard_or_a_path_in_cors_origins_is_refused() {
+        let errors = load(&[
+            ("AUTORISEN_ENV", "test"),
+            ("SECRET_KEY", KEY),
+            ("CORS_ORIGINS", "*,https://a.example/path"),
+        ])
+        .unwrap_err();
+        assert_eq!(vars_of(errors), vec!["CORS_ORIGINS", "CORS_ORIGINS"]);
+        let c = load(&[
+            ("AUTORISEN_ENV", "test"),
+            ("SECRET_KEY", KEY),
+            ("CORS_ORIGINS", " https://a.example , http://b.example:5173"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "http://b.example:5173"]
+        );
+    }
+
+    #[test]
+    fn development_keeps_a_generated_key_in_the_data_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = load(&[("DATA_DIR", data.to_str().unwrap())]).unwrap();
+        let second = load(&[("DATA_DIR", data.to_str().unwrap())]).unwrap();
+        assert!(first.secret_key.expose().len() >= MIN_SECRET_BYTES);
+        assert_eq!(first.secret_key, second.secret_key);
+        assert_eq!(first.host.to_string(), "127.0.0.1");
+        assert_eq!(first.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output_or_the_redacted_listing() {
+        let c = load(&[
+            ("AUTORISEN_ENV", "test"),
+            ("SECRET_KEY", KEY),
+            ("DATABASE_URL", "postgres://app:pw-123456@db/app"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains(KEY) && !debug.contains("pw-123456"),
+            "{debug}"
+        );
+        let listing = format!("{:?}", c.redacted());
+        assert!(
+            !listing.contains(KEY) && !listing.contains("pw-123456"),
+            "{listing}"
+        );
+    }
+}
