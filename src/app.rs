@@ -15,6 +15,7 @@ use crate::{
     domains,
     http::{layers, web},
     kv::Kv,
+    mail::{self, Mailer},
     openapi::ApiDoc,
 };
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Whether a built web app is being served at `/`.
     pub web_app: bool,
+    /// Outgoing mail: call `mail.wake()` after committing a transaction that queued mail.
+    pub mail: Mailer,
 }
 
 /// A built application, ready to serve on any listener.
@@ -72,6 +75,7 @@ impl App {
             .as_ref()
             .map(|u| Kv::new(u.expose()))
             .transpose()?;
+        let mail = Mailer::new(&config.mail, config.env)?;
         let web = web::WebDist::find(config.web_dist_dir.clone());
         let state = AppState {
             config: Arc::new(config),
@@ -80,6 +84,7 @@ impl App {
             started: Instant::now(),
             started_at: Utc::now(),
             web_app: web.is_some(),
+            mail,
         };
         let router = router(state.clone(), web);
         Ok(Self { state, router })
@@ -95,22 +100,20 @@ impl App {
         self.router.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
-    /// `SHUTDOWN_GRACE_SECONDS` before returning.
+    /// Starts the mail worker and serves until `shutdown` resolves, then lets in-flight requests
+    /// finish for at most `SHUTDOWN_GRACE_SECONDS` and the mail in hand be sent before returning.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        serve_router(
-            listener,
-            self.router,
-            shutdown,
-            self.state.config.shutdown_grace,
-        )
-        .await?;
-        self.state.db.close().await;
-        Ok(())
+        let state = self.state;
+        let worker = mail::worker::spawn(state.db.clone(), state.mail.clone(), &state.config.mail);
+        let served =
+            serve_router(listener, self.router, shutdown, state.config.shutdown_grace).await;
+        worker.stop().await;
+        state.db.close().await;
+        served
     }
 }
 

@@ -3,10 +3,14 @@
 //! [`Config::from_lookup`] validates every variable and reports *all* problems in one
 //! [`ConfigErrors`], so an operator fixes a deployment in one round instead of one crash at a time.
 
+mod mail;
+
 use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 
 use serde::Serialize;
 use url::Url;
+
+pub use mail::{MailSettings, SmtpSettings, SmtpTls, TransportSetting};
 
 /// Where the service runs; decides defaults and how strict validation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,6 +141,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Version, commit and build time.
     pub build: BuildInfo,
+    /// `MAIL_*`: outgoing mail.
+    pub mail: MailSettings,
 }
 
 /// One thing wrong with one variable.
@@ -333,6 +339,7 @@ impl Config {
         if max_body_bytes == 0 {
             r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
         }
+        let mail = mail::read(&mut r, env);
         let build = BuildInfo {
             version: r
                 .raw("APP_VERSION")
@@ -368,12 +375,13 @@ impl Config {
             shutdown_grace,
             max_body_bytes,
             build,
+            mail,
         })
     }
 
     /// The effective configuration as `(variable, value)` pairs, every secret redacted.
     pub fn redacted(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut vars = vec![
             ("AUTORISEN_ENV", self.env.as_str().into()),
             ("HOST", self.host.to_string()),
             ("PORT", self.port.to_string()),
@@ -414,7 +422,9 @@ impl Config {
             ("APP_VERSION", self.build.version.clone()),
             ("GIT_SHA", self.build.git_sha.clone()),
             ("BUILD_TIME", self.build.build_time.clone()),
-        ]
+        ];
+        vars.extend(self.mail.redacted());
+        vars
     }
 
     /// Whether browsers reach the service over HTTPS (secure cookies, HSTS).

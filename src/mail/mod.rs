@@ -1,5 +1,18 @@
 //! Outgoing mail: messages are written to the `mail_outbox` table in the same transaction as the
 //! change that causes them; a background worker delivers them (see `worker`).
+//!
+//! After committing such a transaction, call [`Mailer::wake`] (`state.mail.wake()`) so the worker
+//! sends at once instead of at its next poll.
+
+mod mailer;
+mod smtp;
+mod store;
+pub mod templates;
+pub mod transport;
+pub mod worker;
+
+pub use mailer::{MailStats, Mailer};
+pub use transport::{MailError, MailTransport, Outgoing};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -85,6 +85,11 @@ fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
             "rediss://:redis-pass-77@cache.example.test:6380",
         )
         .env("PUBLIC_BASE_URL", "https://app.example.test")
+        .env(
+            "MAIL_TRANSPORT",
+            "smtps://mailer:smtp-pass-55@smtp.example.test:465",
+        )
+        .env("MAIL_FROM", "CapeControl <no-reply@example.test>")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -97,6 +102,11 @@ fn config_check_prints_the_effective_configuration_with_secrets_redacted() {
     assert!(!stdout.contains(&secret), "{stdout}");
     assert!(!stdout.contains("hunter2-db-pass"), "{stdout}");
     assert!(!stdout.contains("redis-pass-77"), "{stdout}");
+    assert!(!stdout.contains("smtp-pass-55"), "{stdout}");
+    assert!(
+        stdout.contains("MAIL_TRANSPORT=smtps://mailer:[redacted]@smtp.example.test:465"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("DATABASE_URL=postgresql://app:%5Bredacted%5D@db.example.test"),
         "{stdout}"

@@ -81,6 +81,12 @@ fn production_vars(
     let mut vars = base_vars(db);
     vars.insert("AUTORISEN_ENV".into(), "production".into());
     vars.insert("PUBLIC_BASE_URL".into(), "https://app.example.test".into());
+    // Production requires real mail delivery; nothing connects until a message is due.
+    vars.insert(
+        "MAIL_TRANSPORT".into(),
+        "smtps://mailer:pass@smtp.example.test".into(),
+    );
+    vars.insert("MAIL_FROM".into(), "no-reply@example.test".into());
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
     }

@@ -77,6 +77,7 @@ pub fn status(state: &AppState) -> Status {
         ("docs", true),
         ("request_ids", true),
         ("graceful_shutdown", true),
+        ("mail", state.mail.is_running()),
         ("redis", state.kv.is_some()),
         ("web_app", state.web_app),
     ]);
@@ -89,6 +90,7 @@ pub fn status(state: &AppState) -> Status {
         server_time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         uptime_s: state.started.elapsed().as_secs(),
         database: state.db.backend(),
+        mail_transport: state.mail.transport_kind(),
         features,
     }
 }

@@ -70,6 +70,9 @@ pub struct Status {
     pub uptime_s: u64,
     /// The database backend in use: `sqlite` or `postgres`.
     pub database: crate::db::Backend,
+    /// Where outgoing mail goes: `smtp`, `file` or `log` (not delivered).
+    #[schema(example = "smtp")]
+    pub mail_transport: &'static str,
     /// Subsystem name → whether it is active in this process.
     pub features: BTreeMap<&'static str, bool>,
 }
