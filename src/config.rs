@@ -679,6 +679,8 @@ mod tests {
             ("SECRET_KEY", KEY),
             ("DATABASE_URL", "postgres://db/app"),
             ("PUBLIC_BASE_URL", "http://app.example.test"),
+            ("MAIL_TRANSPORT", "smtps://mailer:pw@smtp.example.test:465"),
+            ("MAIL_FROM", "CapeControl <no-reply@example.test>"),
         ])
         .unwrap_err();
         assert_eq!(vars_of(errors), vec!["PUBLIC_BASE_URL"]);
