@@ -133,6 +133,11 @@ pub fn base_vars(db: &TestDb) -> HashMap<String, String> {
             std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),
         ),
         ("LOG_FORMAT".into(), "pretty".into()),
+        // Keys of one test never meet another's in the shared Redis.
+        (
+            "REDIS_KEY_PREFIX".into(),
+            format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
     ])
 }
 
