@@ -29,8 +29,8 @@ pub struct Ban {
 pub enum BanStore {
     /// A hash `<prefix>bans` of address → JSON record.
     Redis {
-        /// The connection.
-        kv: Kv,
+        /// The connection (boxed: it is much larger than a pool handle).
+        kv: Box<Kv>,
         /// The hash's key.
         key: String,
         /// How long the hash outlives its last write (the strike memory).

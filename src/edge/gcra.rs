@@ -2,7 +2,7 @@
 //!
 //! A quota of `limit` per `window` refills continuously: one request every `window / limit`.
 //! The only state per key is the theoretical arrival time (TAT). The Redis script
-//! (`limiter_redis.rs`) is a line-for-line copy in milliseconds.
+//! (`limiter_redis.rs`) is a copy in milliseconds.
 
 /// The outcome of one request against one quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

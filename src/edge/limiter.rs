@@ -204,22 +204,31 @@ impl Limiter {
         }
     }
 
+    /// Decides every policy while holding each key's entry (maps locked in policy order, so
+    /// never a deadlock); nothing is spent when an enforced policy refuses.
     fn in_memory(&self, which: &[usize], key: &LimitKey) -> Vec<(usize, Decision)> {
         let now = self.epoch.elapsed().as_nanos() as u64;
-        which
-            .iter()
-            .map(|&i| {
-                let q = self.policies[i].quota;
-                let window = q.window_secs * 1_000_000_000;
-                let interval = (window / q.limit).max(1);
-                let mut tat = self.memory[i].entry(key.clone()).or_insert(0);
-                let (decision, next) = gcra::decide(*tat, now, interval, window, 1_000_000_000);
+        let mut entries = Vec::with_capacity(which.len());
+        let mut decisions = Vec::with_capacity(which.len());
+        let mut refused = false;
+        for &i in which {
+            let q = self.policies[i].quota;
+            let window = q.window_secs * 1_000_000_000;
+            let interval = (window / q.limit).max(1);
+            let entry = self.memory[i].entry(key.clone()).or_insert(0);
+            let (decision, next) = gcra::decide(*entry, now, interval, window, 1_000_000_000);
+            refused |= !decision.allowed && self.policies[i].mode == Mode::Enforce;
+            entries.push((entry, next));
+            decisions.push((i, decision));
+        }
+        if !refused {
+            for (mut entry, next) in entries {
                 if let Some(next) = next {
-                    *tat = next;
+                    *entry = next;
                 }
-                (i, decision)
-            })
-            .collect()
+            }
+        }
+        decisions
     }
 
     /// Forgets keys whose budget is full again (called periodically to bound memory).

@@ -9,27 +9,34 @@ use crate::kv::Kv;
 use super::{gcra::Decision, limiter::LimitKey, policy::Policy};
 
 /// GCRA in milliseconds on Redis's own clock (so instances with skewed clocks agree).
-/// ARGV holds `interval, window` per key; the reply holds `allowed, remaining, ms` per key.
+/// ARGV holds `interval, window, enforced` per key; the reply holds `allowed, remaining, ms`
+/// per key. Nothing is spent when an enforced policy refuses.
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
+local out, writes, refused = {}, {}, false
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
+  local interval = tonumber(ARGV[3 * i - 2])
+  local window = tonumber(ARGV[3 * i - 1])
   local tat = tonumber(redis.call('GET', key) or '0')
   if tat < now then tat = now end
   local new_tat = tat + interval
   local ahead = new_tat - now
   if ahead > window then
+    if ARGV[3 * i] == '1' then refused = true end
     out[#out + 1] = 0
     out[#out + 1] = 0
     out[#out + 1] = ahead - window
   else
-    redis.call('SET', key, new_tat, 'PX', ahead)
+    writes[#writes + 1] = {key, new_tat, ahead}
     out[#out + 1] = 1
     out[#out + 1] = math.floor((window - ahead) / interval)
     out[#out + 1] = ahead
+  end
+end
+if not refused then
+  for _, w in ipairs(writes) do
+    redis.call('SET', w[1], w[2], 'PX', w[3])
   end
 end
 return out
@@ -66,7 +73,8 @@ impl RedisLimiter {
             invocation
                 .key(format!("{}rl:{}:{key}", self.prefix, p.name))
                 .arg((window / p.quota.limit).max(1))
-                .arg(window);
+                .arg(window)
+                .arg(u8::from(p.mode == super::policy::Mode::Enforce));
         }
         let call = async {
             let mut conn = self.kv.connection(self.timeout).await?;

@@ -68,7 +68,7 @@ impl Edge {
             .map(|kv| RedisLimiter::new(kv, &settings.redis_prefix, settings.redis_timeout));
         let store = match kv {
             Some(kv) => BanStore::Redis {
-                kv,
+                kv: Box::new(kv),
                 key: format!("{}bans", settings.redis_prefix),
                 ttl: settings.abuse.strike_memory,
             },

@@ -2,10 +2,14 @@
 
 mod helpers;
 
+mod bans;
 mod cli;
 mod errors;
+mod hardening;
 mod health;
+mod instances;
 mod openapi;
+mod rate_limits;
 mod schema;
 mod shutdown;
 mod web;
