@@ -17,6 +17,8 @@ pub struct PolicyCounts {
     pub refused: AtomicU64,
     /// Requests shadow mode would have refused.
     pub would_refuse: AtomicU64,
+    /// Unix seconds of the last shadow-mode log line of this policy.
+    last_shadow_log: AtomicU64,
 }
 
 /// Every counter of the limiter.
@@ -54,7 +56,11 @@ impl Stats {
         if enforced {
             counts.refused.fetch_add(1, Relaxed);
         } else {
-            counts.would_refuse.fetch_add(1, Relaxed);
+            let total = counts.would_refuse.fetch_add(1, Relaxed) + 1;
+            // Once a minute per policy, so a flood in shadow mode cannot flood the log.
+            if once_a_minute(&counts.last_shadow_log) {
+                tracing::info!(policy, %key, would_refuse = total, "shadow mode would have refused a request");
+            }
         }
         let key = (policy, key.to_string());
         if let Some(mut n) = self.top.get_mut(&key) {
@@ -80,12 +86,16 @@ impl Stats {
     /// Counts a backend failure; true when it should be logged (once a minute at most).
     pub fn backend_failed(&self) -> bool {
         self.backend_errors.fetch_add(1, Relaxed);
-        let now = chrono::Utc::now().timestamp().max(0) as u64;
-        let last = self.last_warning.load(Relaxed);
-        now >= last + 60
-            && self
-                .last_warning
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_ok()
+        once_a_minute(&self.last_warning)
     }
+}
+
+/// True at most once a minute for one `last` (Unix seconds of the previous true).
+fn once_a_minute(last: &AtomicU64) -> bool {
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let previous = last.load(Relaxed);
+    now >= previous + 60
+        && last
+            .compare_exchange(previous, now, Relaxed, Relaxed)
+            .is_ok()
 }

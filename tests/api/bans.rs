@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use crate::{
     helpers::{
-        assert_problem, base_vars, config_from, with_admin, Backend, TestApp, TestDb, ADMIN_TOKEN,
+        assert_problem, base_vars, config_from, redis_url, with_admin, Backend, TestApp, TestDb,
+        ADMIN_TOKEN,
     },
     on_both_backends,
 };
@@ -20,6 +21,7 @@ on_both_backends!(
     a_ban_request_over_its_route_body_limit_is_a_413,
     a_body_nested_too_deeply_is_a_400,
     a_ban_made_by_one_instance_is_honoured_by_another_sharing_the_database,
+    a_ban_made_by_one_instance_is_honoured_by_another_sharing_redis,
 );
 
 const PROBING: &[(&str, &str)] = &[("ABUSE_BAN_THRESHOLD", "10")];
@@ -210,4 +212,27 @@ async fn a_ban_made_by_one_instance_is_honoured_by_another_sharing_the_database(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn a_ban_made_by_one_instance_is_honoured_by_another_sharing_redis(backend: Backend) {
+    let prefix = format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple());
+    let redis = redis_url();
+    let vars = [
+        ("ABUSE_BAN_THRESHOLD", "10"),
+        ("BAN_SYNC_SECONDS", "1"),
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let a = TestApp::spawn_with(backend, &vars).await;
+    let b = TestApp::spawn_with(backend, &vars).await;
+    probe_until_banned(&a).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.get("/api/status").await.status() != 403 {
+        assert!(
+            Instant::now() < deadline,
+            "instance b never honoured the ban"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.state.edge.bans.list().await.unwrap()[0].level, 1);
 }

@@ -148,12 +148,7 @@ async fn a_cors_preflight_from_another_origin_gets_no_allow_origin(backend: Back
     let app = TestApp::spawn_with(backend, &[("CORS_ORIGINS", ORIGIN)]).await;
     let res = preflight(&app, "https://evil.example").await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
-    assert!(
-        res.headers()
-            .get("access-control-allow-credentials")
-            .is_none()
-            || TestApp::header(&res, "access-control-allow-origin").is_empty()
-    );
+    assert_eq!(res.status(), 200, "answered, but without permission");
 }
 
 async fn a_cross_origin_answer_exposes_the_rate_limit_headers(backend: Backend) {
