@@ -1,10 +1,10 @@
 //! Application state, router assembly, and serving with graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::Router;
 use chrono::{DateTime, Utc};
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -13,7 +13,12 @@ use crate::{
     config::Config,
     db::{migrate, Db},
     domains,
-    http::{layers, web},
+    edge::Edge,
+    http::{
+        layers,
+        server::{self, ConnOptions},
+        web,
+    },
     kv::Kv,
     mail::{self, Mailer},
     openapi::ApiDoc,
@@ -28,6 +33,8 @@ pub struct AppState {
     pub db: Db,
     /// Redis, when configured.
     pub kv: Option<Kv>,
+    /// Rate limits, bans and in-flight caps.
+    pub edge: Edge,
     /// When this process started serving (for uptime).
     pub started: Instant,
     /// The same moment as a UTC date-time.
@@ -77,10 +84,13 @@ impl App {
             .transpose()?;
         let mail = Mailer::new(&config.mail, config.env)?;
         let web = web::WebDist::find(config.web_dist_dir.clone());
+        let edge = Edge::new(&config.edge, kv.clone(), db.clone());
+        edge.spawn_upkeep(config.edge.abuse.sync_every);
         let state = AppState {
             config: Arc::new(config),
             db,
             kv,
+            edge,
             started: Instant::now(),
             started_at: Utc::now(),
             web_app: web.is_some(),
@@ -109,44 +119,34 @@ impl App {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let worker = mail::worker::spawn(state.db.clone(), state.mail.clone(), &state.config.mail);
-        let served =
-            serve_router(listener, self.router, shutdown, state.config.shutdown_grace).await;
+        let conn = &state.config.edge.conn;
+        let options = ConnOptions {
+            header_read_timeout: conn.header_read_timeout,
+            max_header_bytes: conn.max_header_bytes,
+        };
+        let served = server::serve(
+            listener,
+            self.router,
+            shutdown,
+            state.config.shutdown_grace,
+            options,
+        )
+        .await;
         worker.stop().await;
         state.db.close().await;
         served
     }
 }
 
-/// Serves `router` on `listener` with graceful shutdown bounded by `grace`.
+/// Serves `router` on `listener` with graceful shutdown bounded by `grace` and the default
+/// connection limits.
 pub async fn serve_router(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
 ) -> anyhow::Result<()> {
-    let stopping = Arc::new(Notify::new());
-    let notify = stopping.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!(
-            grace_s = grace.as_secs(),
-            "shutting down: no new connections, finishing in-flight requests"
-        );
-        notify.notify_one();
-    };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    tokio::select! {
-        result = server => result?,
-        () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("shutdown grace expired; abandoning requests still in flight");
-        }
-    }
-    tracing::info!("stopped");
-    Ok(())
+    server::serve(listener, router, shutdown, grace, ConnOptions::default()).await
 }
 
 /// Resolves on SIGTERM (Heroku, Kubernetes) or SIGINT (Ctrl-C).
@@ -178,5 +178,5 @@ fn router(state: AppState, web: Option<Arc<web::WebDist>>) -> Router {
         .with_state(state.clone())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback_service(Router::new().fallback(web::fallback).with_state(web));
-    layers::apply(app, &state.config)
+    layers::apply(app, &state.config, &state.edge)
 }

@@ -139,6 +139,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `MAX_BODY_BYTES`: default request body limit.
     pub max_body_bytes: usize,
+    /// `ADMIN_API_TOKEN`: the bearer token of the operator endpoints until admin users exist.
+    pub admin_api_token: Option<Secret>,
+    /// Client address, rate limits, bans and connection limits (see `docs/edge.md`).
+    pub edge: crate::edge::settings::EdgeSettings,
     /// Version, commit and build time.
     pub build: BuildInfo,
     /// `MAIL_*`: outgoing mail.
@@ -193,17 +197,22 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Collects problems while reading variables.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<ConfigProblem>,
 }
 
 impl Reader<'_> {
-    fn raw(&self, var: &str) -> Option<String> {
+    pub(crate) fn raw(&self, var: &str) -> Option<String> {
         (self.lookup)(var).filter(|v| !v.trim().is_empty())
     }
 
-    fn problem(&mut self, var: &'static str, problem: impl Into<String>, example: &'static str) {
+    pub(crate) fn problem(
+        &mut self,
+        var: &'static str,
+        problem: impl Into<String>,
+        example: &'static str,
+    ) {
         self.problems.push(ConfigProblem {
             var,
             problem: problem.into(),
@@ -212,7 +221,7 @@ impl Reader<'_> {
     }
 
     /// Parses an optional variable, recording a problem (and returning the default) when invalid.
-    fn parsed<T: std::str::FromStr>(
+    pub(crate) fn parsed<T: std::str::FromStr>(
         &mut self,
         var: &'static str,
         default: T,
@@ -228,7 +237,7 @@ impl Reader<'_> {
         }
     }
 
-    fn flag(&mut self, var: &'static str) -> bool {
+    pub(crate) fn flag(&mut self, var: &'static str) -> bool {
         match self.raw(var).map(|v| v.trim().to_ascii_lowercase()) {
             None => false,
             Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
@@ -240,7 +249,7 @@ impl Reader<'_> {
         }
     }
 
-    fn positive_seconds(
+    pub(crate) fn positive_seconds(
         &mut self,
         var: &'static str,
         default: u64,
@@ -340,6 +349,8 @@ impl Config {
             r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
         }
         let mail = mail::read(&mut r, env);
+        let admin_api_token = admin_api_token(&mut r);
+        let edge = crate::edge::settings::read(&mut r);
         let build = BuildInfo {
             version: r
                 .raw("APP_VERSION")
@@ -374,6 +385,8 @@ impl Config {
             request_timeout,
             shutdown_grace,
             max_body_bytes,
+            admin_api_token,
+            edge,
             build,
             mail,
         })
@@ -381,7 +394,7 @@ impl Config {
 
     /// The effective configuration as `(variable, value)` pairs, every secret redacted.
     pub fn redacted(&self) -> Vec<(&'static str, String)> {
-        let mut vars = vec![
+        vec![
             ("AUTORISEN_ENV", self.env.as_str().into()),
             ("HOST", self.host.to_string()),
             ("PORT", self.port.to_string()),
@@ -419,12 +432,25 @@ impl Config {
                 self.shutdown_grace.as_secs().to_string(),
             ),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            (
+                "ADMIN_API_TOKEN",
+                if self.admin_api_token.is_some() {
+                    "[redacted]"
+                } else {
+                    "(not set)"
+                }
+                .into(),
+            ),
+        ]
+        .into_iter()
+        .chain(self.edge.redacted())
+        .chain([
             ("APP_VERSION", self.build.version.clone()),
             ("GIT_SHA", self.build.git_sha.clone()),
             ("BUILD_TIME", self.build.build_time.clone()),
-        ];
-        vars.extend(self.mail.redacted());
-        vars
+        ])
+        .chain(self.mail.redacted())
+        .collect()
     }
 
     /// Whether browsers reach the service over HTTPS (secure cookies, HSTS).
@@ -539,6 +565,22 @@ fn development_key(data_dir: &std::path::Path) -> std::io::Result<Secret> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(Secret::new(key))
+}
+
+fn admin_api_token(r: &mut Reader<'_>) -> Option<Secret> {
+    let token = r.raw("ADMIN_API_TOKEN")?;
+    if token.len() < MIN_SECRET_BYTES {
+        r.problem(
+            "ADMIN_API_TOKEN",
+            format!(
+                "is {} bytes; at least {MIN_SECRET_BYTES} are required",
+                token.len()
+            ),
+            "the output of `openssl rand -hex 32`",
+        );
+        return None;
+    }
+    Some(Secret::new(token))
 }
 
 fn redis_url(r: &mut Reader<'_>) -> Option<Secret> {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domains;
+pub mod edge;
 pub mod error;
 pub mod http;
 pub mod kv;

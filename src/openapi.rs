@@ -21,7 +21,10 @@ use crate::error::{FieldError, Problem, PROBLEM_JSON};
                        `application/problem+json` document carrying the request id."
     ),
     components(schemas(Problem, FieldError)),
-    tags((name = "health", description = "Probes, health and status"))
+    tags(
+        (name = "health", description = "Probes, health and status"),
+        (name = "admin", description = "Operator endpoints (ADMIN_API_TOKEN bearer token)")
+    )
 )]
 pub struct ApiDoc;
 
@@ -37,6 +40,10 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 .bearer_format("JWT")
                 .build(),
         ),
+    );
+    components.add_security_scheme(
+        "adminToken",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
     let problem = ResponseBuilder::new()
         .description("An error, as an RFC 9457 problem document")

@@ -1,5 +1,6 @@
 //! One folder per domain; each exposes `routes()` with its OpenAPI-annotated handlers.
 
+pub mod edge;
 pub mod health;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -8,5 +9,7 @@ use crate::app::AppState;
 
 /// Every domain's routes, merged.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(health::routes())
+    OpenApiRouter::new()
+        .merge(health::routes())
+        .merge(edge::routes())
 }

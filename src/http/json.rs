@@ -37,8 +37,17 @@ where
     }
 }
 
-/// Parses a JSON body: syntax errors are 400, shape errors 422 naming the field.
+/// The deepest nesting of arrays and objects a body may have.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Parses a JSON body: syntax errors and bodies nested deeper than [`MAX_JSON_DEPTH`] are 400,
+/// shape errors 422 naming the field.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if depth(bytes) > MAX_JSON_DEPTH {
+        return Err(AppError::BadRequest(format!(
+            "The body is nested deeper than {MAX_JSON_DEPTH} levels."
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de);
     // Trailing bytes after the document are a syntax error, not something to ignore.
@@ -65,6 +74,32 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             }
         }
     }
+}
+
+/// The deepest nesting of `[` and `{` outside strings (a cheap scan before parsing).
+fn depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// serde's messages end with "at line L column C"; the field path already says where.

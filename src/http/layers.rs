@@ -13,18 +13,31 @@ use tower_http::{
     catch_panic::CatchPanicLayer, compression::CompressionLayer, timeout::TimeoutLayer,
 };
 
-use crate::{config::Config, error::problem_response};
+use crate::{config::Config, edge::Edge, error::problem_response};
 
-use super::middleware::{problem_bodies, record_route, request_context, ResponseStamp};
+use super::{
+    client::TrustedProxies,
+    cors,
+    middleware::{problem_bodies, record_route, request_context, RequestContext, ResponseStamp},
+    security::{security_headers, SecurityHeaders},
+};
 
-/// Wraps the assembled router in the shared stack: route recording, body limit, timeout,
-/// compression, problem bodies, panic catching, and the request context outermost.
-pub fn apply(router: Router, config: &Config) -> Router {
-    let stamp = ResponseStamp::new(
-        &config.build.version,
-        &config.build.git_sha,
-        config.env.as_str(),
-    );
+/// Wraps the assembled router in the shared stack. From the inside out: route recording, body
+/// limit, timeout, compression, the edge guard (shedding, bans, rate limits), CORS, problem
+/// bodies, panic catching, security headers, and the request context (client address, request
+/// id, access log) outermost.
+pub fn apply(router: Router, config: &Config, edge: &Edge) -> Router {
+    let context = RequestContext {
+        stamp: ResponseStamp::new(
+            &config.build.version,
+            &config.build.git_sha,
+            config.env.as_str(),
+        ),
+        proxies: TrustedProxies::new(
+            config.edge.trusted_proxies.clone(),
+            config.edge.forward_header,
+        ),
+    };
     router
         .route_layer(from_fn(record_route))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -33,9 +46,20 @@ pub fn apply(router: Router, config: &Config) -> Router {
             config.request_timeout,
         ))
         .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(
+            edge.clone(),
+            crate::edge::middleware::guard,
+        ))
+        .layer(cors::layer(&config.cors_origins))
         .layer(from_fn(problem_bodies))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(stamp, request_context))
+        .layer(from_fn_with_state(
+            SecurityHeaders {
+                hsts: config.is_https(),
+            },
+            security_headers,
+        ))
+        .layer(from_fn_with_state(context, request_context))
 }
 
 /// A panic in a handler is a 500 problem; the panic message stays in the log.

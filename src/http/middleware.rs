@@ -12,7 +12,19 @@ use tracing::{field::Empty, Instrument};
 
 use crate::error::{default_detail, problem_response};
 
-use super::request_id::{self, REQUEST_ID_HEADER};
+use super::{
+    client::{ClientAddr, TrustedProxies},
+    request_id::{self, REQUEST_ID_HEADER},
+};
+
+/// What the outermost middleware needs: the response stamp and the trusted proxies.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The app headers.
+    pub stamp: ResponseStamp,
+    /// Whose forwarding headers resolve the client address.
+    pub proxies: TrustedProxies,
+}
 
 /// Values stamped on every response (`X-App-Version`, `X-App-Commit`, `X-App-Env`).
 #[derive(Debug, Clone)]
@@ -44,21 +56,28 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/health" | "/alive" | "/ready" | "/api/health")
 }
 
-/// Outermost middleware: request id, span, access log line and the app headers.
+/// Outermost middleware: client address, request id, span, access log line and the app headers.
 pub async fn request_context(
-    State(stamp): State<ResponseStamp>,
-    req: Request,
+    State(ctx): State<RequestContext>,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    let stamp = &ctx.stamp;
     let started = Instant::now();
     let request_id = request_id::from_headers(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let client = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
-        .unwrap_or_default();
+        .map(|ci| ci.0.ip());
+    // Resolved once here, so the access log, the limits and the handlers agree on the client.
+    let client = peer.map(|peer| ctx.proxies.resolve(peer, req.headers()));
+    if let Some(client) = client {
+        req.extensions_mut().insert(ClientAddr(client));
+    }
+    let client = client.map(|c| c.to_string()).unwrap_or_default();
+    let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -80,9 +99,9 @@ pub async fn request_context(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if is_probe(&path) && status < 500 {
-            tracing::debug!(%route, %path, status, latency_ms, %client, "request finished");
+            tracing::debug!(%route, %path, status, latency_ms, %client, %peer, "request finished");
         } else {
-            tracing::info!(%route, %path, status, latency_ms, %client, "request finished");
+            tracing::info!(%route, %path, status, latency_ms, %client, %peer, "request finished");
         }
     });
 

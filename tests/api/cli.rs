@@ -127,6 +127,33 @@ fn serve_refuses_to_start_misconfigured_and_exits_2() {
 }
 
 #[test]
+fn invalid_edge_settings_are_all_reported_at_once() {
+    let out = autorisen()
+        .args(["config", "check"])
+        .env("AUTORISEN_ENV", "test")
+        .env("SECRET_KEY", "k".repeat(40))
+        .env("TRUSTED_PROXIES", "10.0.0.0/8,not-a-net")
+        .env("RATE_LIMIT_GENERAL", "600 per minute")
+        .env("RATE_LIMIT_AUTH_MODE", "sometimes")
+        .env("ADMIN_API_TOKEN", "short")
+        .env("MAX_HEADER_BYTES", "100")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for var in [
+        "TRUSTED_PROXIES",
+        "RATE_LIMIT_GENERAL",
+        "RATE_LIMIT_AUTH_MODE",
+        "ADMIN_API_TOKEN",
+        "MAX_HEADER_BYTES",
+    ] {
+        assert!(stderr.contains(var), "{var} is listed: {stderr}");
+    }
+    assert!(!stderr.contains("RATE_LIMIT_AI"), "{stderr}");
+}
+
+#[test]
 fn version_prints_the_version() {
     let out = autorisen().arg("version").output().unwrap();
     assert!(out.status.success());

@@ -111,7 +111,12 @@ impl Probe {
                     "late"
                 }),
             );
-        let router = layers::apply(routes, &config);
+        let edge = autorisen::edge::Edge::new(
+            &config.edge,
+            None,
+            autorisen::db::Db::connect(&db.url, 1).await.unwrap(),
+        );
+        let router = layers::apply(routes, &config, &edge);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve_router(

@@ -15,6 +15,7 @@ on_both_backends!(
     api_health_includes_redis_when_it_is_configured,
     api_health_is_degraded_when_redis_is_unreachable,
     status_tells_version_environment_backend_and_features,
+    status_tells_truthfully_which_edge_protections_are_on,
     version_json_tells_version_commit_and_build_time,
     every_response_carries_a_request_id_and_the_app_headers,
     a_sane_inbound_request_id_is_echoed_back,
@@ -167,5 +168,28 @@ async fn an_inbound_request_id_with_odd_characters_is_replaced(backend: Backend)
     assert!(
         uuid::Uuid::parse_str(id).is_ok(),
         "replaced by a generated id: {id}"
+    );
+}
+
+async fn status_tells_truthfully_which_edge_protections_are_on(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("CORS_ORIGINS", "https://app.example.test")]).await;
+    let body: serde_json::Value = app.get("/api/status").await.json().await.unwrap();
+    let f = &body["features"];
+    assert_eq!(f["rate_limiting"], true, "{f}");
+    assert_eq!(f["security_headers"], true, "{f}");
+    assert_eq!(f["cors"], true, "{f}");
+    assert_eq!(f["abuse_bans"], true, "{f}");
+    assert_eq!(f["trusted_proxies"], false, "{f}");
+    let off = TestApp::spawn_with(
+        backend,
+        &[("RATE_LIMIT_MODE", "off"), ("ABUSE_BAN_THRESHOLD", "0")],
+    )
+    .await;
+    let body: serde_json::Value = off.get("/api/status").await.json().await.unwrap();
+    assert_eq!(body["features"]["rate_limiting"], false);
+    assert_eq!(body["features"]["abuse_bans"], false);
+    assert_eq!(
+        body["features"]["cors"], false,
+        "no origins outside development"
     );
 }

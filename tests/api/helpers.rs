@@ -133,6 +133,11 @@ pub fn base_vars(db: &TestDb) -> HashMap<String, String> {
             std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),
         ),
         ("LOG_FORMAT".into(), "pretty".into()),
+        // Keys of one test never meet another's in the shared Redis.
+        (
+            "REDIS_KEY_PREFIX".into(),
+            format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple()),
+        ),
     ])
 }
 
@@ -295,4 +300,37 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> serde_json::
         "request id in body matches the header"
     );
     body
+}
+
+/// The admin token test apps are given with [`with_admin`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+/// `vars` plus `ADMIN_API_TOKEN`.
+pub fn with_admin<'a>(vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vars.to_vec();
+    all.push(("ADMIN_API_TOKEN", ADMIN_TOKEN));
+    all
+}
+
+impl TestApp {
+    /// `GET path` as the operator, expecting 200, as JSON.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        let res = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.expect("JSON")
+    }
+
+    /// A header of a response as text (empty when absent).
+    pub fn header(res: &reqwest::Response, name: &str) -> String {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
 }

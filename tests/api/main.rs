@@ -3,11 +3,15 @@
 mod helpers;
 mod smtp_sink;
 
+mod bans;
 mod cli;
 mod errors;
+mod hardening;
 mod health;
+mod instances;
 mod mail;
 mod openapi;
+mod rate_limits;
 mod schema;
 mod shutdown;
 mod web;

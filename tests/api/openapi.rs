@@ -19,6 +19,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/health"),
     ("get", "/api/status"),
     ("get", "/version.json"),
+    ("get", "/api/admin/rate-limits"),
+    ("get", "/api/admin/bans"),
+    ("post", "/api/admin/bans"),
+    ("delete", "/api/admin/bans/{ip}"),
 ];
 
 async fn spec(app: &TestApp) -> serde_json::Value {

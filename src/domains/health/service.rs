@@ -73,7 +73,18 @@ pub async fn health(state: &AppState) -> Health {
 pub fn status(state: &AppState) -> Status {
     let config = &state.config;
     let features = BTreeMap::from([
+        ("abuse_bans", config.edge.abuse.threshold > 0),
+        ("admin_api", config.admin_api_token.is_some()),
         ("compression", true),
+        ("cors", !config.cors_origins.is_empty()),
+        ("load_shedding", true),
+        ("rate_limiting", config.edge.rate_limiting()),
+        (
+            "rate_limiting_shared",
+            config.edge.rate_limiting() && state.kv.is_some(),
+        ),
+        ("security_headers", true),
+        ("trusted_proxies", !config.edge.trusted_proxies.is_empty()),
         ("docs", true),
         ("request_ids", true),
         ("graceful_shutdown", true),

@@ -1,0 +1,104 @@
+//! Reading the edge's counters and bans for operators.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use chrono::SecondsFormat;
+
+use crate::{
+    app::AppState, db::types::from_micros, edge::ban_store::Ban, error::AppError,
+    http::validate::Validator,
+};
+
+use super::types::{BanView, KeyCount, NewBan, PolicyReport, RateLimitReport};
+
+/// How many keys each policy reports.
+const TOP_KEYS: usize = 10;
+
+/// Every policy with its counts since start.
+pub fn rate_limits(state: &AppState) -> RateLimitReport {
+    let limiter = &state.edge.limiter;
+    let policies = limiter
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let counts = &limiter.stats.policies[i];
+            PolicyReport {
+                name: p.name.clone(),
+                class: p.class,
+                mode: p.mode,
+                limit: p.quota.limit,
+                window_seconds: p.quota.window_secs,
+                allowed: counts.allowed.load(Relaxed),
+                refused: counts.refused.load(Relaxed),
+                would_refuse: counts.would_refuse.load(Relaxed),
+                top_keys: limiter
+                    .stats
+                    .top_keys(i, TOP_KEYS)
+                    .into_iter()
+                    .map(|(key, refusals)| KeyCount { key, refusals })
+                    .collect(),
+            }
+        })
+        .collect();
+    RateLimitReport {
+        backend: limiter.backend(),
+        backend_errors: limiter.stats.backend_errors.load(Relaxed),
+        policies,
+    }
+}
+
+/// A ban as operators see it.
+pub fn view(ban: &Ban) -> BanView {
+    let time = |micros| from_micros(micros).to_rfc3339_opts(SecondsFormat::Secs, true);
+    BanView {
+        ip: ban.ip.to_string(),
+        reason: ban.reason.clone(),
+        level: ban.level,
+        banned_at: time(ban.banned_at),
+        until: time(ban.until),
+    }
+}
+
+/// Every running ban.
+pub async fn bans(state: &AppState) -> Result<Vec<BanView>, AppError> {
+    let bans = state.edge.bans.list().await.map_err(unavailable)?;
+    Ok(bans.iter().map(view).collect())
+}
+
+/// Bans an address by hand, for the duration its strike level calls for.
+pub async fn ban(state: &AppState, new: NewBan) -> Result<BanView, AppError> {
+    let mut v = Validator::new();
+    let ip = v.ip("ip", &new.ip);
+    let reason = v.text("reason", &new.reason, 1, 200).to_owned();
+    v.finish()?;
+    let ip = ip.expect("validated");
+    let ban = state
+        .edge
+        .bans
+        .ban(ip, &format!("by an operator: {reason}"))
+        .await;
+    Ok(view(&ban))
+}
+
+/// Lifts the ban of `ip`.
+pub async fn lift(state: &AppState, ip: &str) -> Result<(), AppError> {
+    let mut v = Validator::new();
+    let ip = v.ip("ip", ip);
+    v.finish()?;
+    let lifted = state
+        .edge
+        .bans
+        .lift(ip.expect("validated"))
+        .await
+        .map_err(unavailable)?;
+    if lifted {
+        Ok(())
+    } else {
+        Err(AppError::NotFound("This address is not banned.".into()))
+    }
+}
+
+fn unavailable(e: anyhow::Error) -> AppError {
+    AppError::Unavailable(format!("ban store: {e}"))
+}

@@ -1,0 +1,241 @@
+//! The rate limiter: GCRA per policy and key, in process memory or in Redis.
+//!
+//! Memory state is a sharded map per policy (no global lock). With Redis, one script call
+//! decides every policy of a request atomically, so instances share one budget. When Redis
+//! fails the limiter falls back to the memory state of this instance (fail open) or answers
+//! "unavailable" (fail closed); the failure is counted and logged once a minute.
+
+use std::{
+    fmt,
+    net::IpAddr,
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Instant,
+};
+
+use axum::http::HeaderValue;
+use dashmap::DashMap;
+
+use super::{
+    gcra::{self, Decision},
+    headers::policy_value,
+    limiter_redis::RedisLimiter,
+    policy::{Class, Mode, Policy},
+    stats::Stats,
+};
+
+/// Whom a budget belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// A client address (IPv6 clients are keyed by their /64, which one client usually owns).
+    Ip(IpAddr),
+    /// A user id.
+    User(Box<str>),
+}
+
+impl LimitKey {
+    /// The key of a client address.
+    pub fn ip(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                Self::Ip(IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0]))
+            }
+            v4 => Self::Ip(v4),
+        }
+    }
+}
+
+impl fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => write!(f, "ip:{ip}"),
+            Self::User(id) => write!(f, "user:{id}"),
+        }
+    }
+}
+
+/// The decisions for one request, one per policy checked.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// `(policy index, decision)`.
+    pub decisions: Vec<(usize, Decision)>,
+    /// True when an enforced policy refused the request.
+    pub refused: bool,
+    /// True when Redis failed and the limiter is configured to fail closed.
+    pub unavailable: bool,
+}
+
+impl Verdict {
+    /// Seconds until every refusing enforced policy admits again.
+    pub fn retry_after(&self, policies: &[Policy]) -> u64 {
+        self.decisions
+            .iter()
+            .filter(|(i, d)| !d.allowed && policies[*i].mode == Mode::Enforce)
+            .map(|(_, d)| d.reset_secs)
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// Every policy with its state.
+pub struct Limiter {
+    /// The policies, in header order.
+    pub policies: Vec<Policy>,
+    /// Policy sets with their `RateLimit-Policy` value: general, general + auth, ai.
+    sets: [(Vec<usize>, Option<HeaderValue>); 3],
+    memory: Vec<DashMap<LimitKey, u64>>,
+    redis: Option<RedisLimiter>,
+    fail_closed: bool,
+    epoch: Instant,
+    /// Counters since start.
+    pub stats: Stats,
+    redis_down_until: AtomicU64,
+}
+
+impl Limiter {
+    /// A limiter over `policies` (those in mode `off` are never checked).
+    pub fn new(policies: Vec<Policy>, redis: Option<RedisLimiter>, fail_closed: bool) -> Self {
+        let active = |classes: &[Class]| -> (Vec<usize>, Option<HeaderValue>) {
+            let which: Vec<usize> = (0..policies.len())
+                .filter(|i| classes.contains(&policies[*i].class) && policies[*i].mode != Mode::Off)
+                .collect();
+            let header = policy_value(&policies, &which);
+            (which, header)
+        };
+        let sets = [
+            active(&[Class::General]),
+            active(&[Class::General, Class::Auth]),
+            active(&[Class::Ai]),
+        ];
+        Self {
+            memory: policies.iter().map(|_| DashMap::new()).collect(),
+            stats: Stats::new(policies.len()),
+            policies,
+            sets,
+            redis,
+            fail_closed,
+            epoch: Instant::now(),
+            redis_down_until: AtomicU64::new(0),
+        }
+    }
+
+    /// The active policies of a request to a route (`auth` for credential routes) and their
+    /// `RateLimit-Policy` value.
+    pub fn for_request(&self, auth: bool) -> (&[usize], Option<&HeaderValue>) {
+        let (which, header) = &self.sets[usize::from(auth)];
+        (which, header.as_ref())
+    }
+
+    /// The active per-user policies (the assistant's) and their `RateLimit-Policy` value.
+    pub fn for_user(&self) -> (&[usize], Option<&HeaderValue>) {
+        let (which, header) = &self.sets[2];
+        (which, header.as_ref())
+    }
+
+    /// Whether the limiter keeps its state in Redis.
+    pub fn backend(&self) -> &'static str {
+        if self.redis.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+    }
+
+    /// Checks (and spends) one request of `key` against each policy in `which`.
+    pub async fn check(&self, which: &[usize], key: &LimitKey) -> Verdict {
+        if which.is_empty() {
+            return Verdict::default();
+        }
+        let decisions = match self.shared(which, key).await {
+            Some(Ok(d)) => d,
+            Some(Err(())) if self.fail_closed => {
+                return Verdict {
+                    unavailable: true,
+                    ..Verdict::default()
+                }
+            }
+            _ => self.in_memory(which, key),
+        };
+        let mut refused = false;
+        for (i, d) in &decisions {
+            let enforced = self.policies[*i].mode == Mode::Enforce;
+            if d.allowed {
+                self.stats.allowed(*i);
+            } else {
+                self.stats.refused(*i, key, enforced);
+                refused |= enforced;
+            }
+        }
+        Verdict {
+            decisions,
+            refused,
+            unavailable: false,
+        }
+    }
+
+    /// Redis, unless absent (`None`) or recently failed (`Some(Err)`, without waiting again).
+    async fn shared(
+        &self,
+        which: &[usize],
+        key: &LimitKey,
+    ) -> Option<Result<Vec<(usize, Decision)>, ()>> {
+        let redis = self.redis.as_ref()?;
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        if now_ms < self.redis_down_until.load(Relaxed) {
+            return Some(Err(()));
+        }
+        let policies: Vec<&Policy> = which.iter().map(|i| &self.policies[*i]).collect();
+        match redis.check(&policies, key).await {
+            Ok(decisions) => Some(Ok(which.iter().copied().zip(decisions).collect())),
+            Err(e) => {
+                // Skip Redis for a second so an outage does not add its timeout to every request.
+                self.redis_down_until.store(now_ms + 1000, Relaxed);
+                if self.stats.backend_failed() {
+                    tracing::warn!(
+                        error = %e,
+                        errors = self.stats.backend_errors.load(Relaxed),
+                        fail_closed = self.fail_closed,
+                        "rate-limit backend unavailable; {}",
+                        if self.fail_closed { "refusing limited requests" } else { "using per-instance limits" }
+                    );
+                }
+                Some(Err(()))
+            }
+        }
+    }
+
+    /// Decides every policy while holding each key's entry (maps locked in policy order, so
+    /// never a deadlock); nothing is spent when an enforced policy refuses.
+    fn in_memory(&self, which: &[usize], key: &LimitKey) -> Vec<(usize, Decision)> {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let mut entries = Vec::with_capacity(which.len());
+        let mut decisions = Vec::with_capacity(which.len());
+        let mut refused = false;
+        for &i in which {
+            let q = self.policies[i].quota;
+            let window = q.window_secs * 1_000_000_000;
+            let interval = (window / q.limit).max(1);
+            let entry = self.memory[i].entry(key.clone()).or_insert(0);
+            let (decision, next) = gcra::decide(*entry, now, interval, window, 1_000_000_000);
+            refused |= !decision.allowed && self.policies[i].mode == Mode::Enforce;
+            entries.push((entry, next));
+            decisions.push((i, decision));
+        }
+        if !refused {
+            for (mut entry, next) in entries {
+                if let Some(next) = next {
+                    *entry = next;
+                }
+            }
+        }
+        decisions
+    }
+
+    /// Forgets keys whose budget is full again (called periodically to bound memory).
+    pub fn sweep(&self) {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        for map in &self.memory {
+            map.retain(|_, tat| *tat > now);
+        }
+    }
+}

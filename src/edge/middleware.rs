@@ -1,0 +1,93 @@
+//! The edge guard every non-exempt request passes: load shedding, the per-client in-flight cap,
+//! bans, probe scoring and the rate limits, with their headers on the response.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use axum::{
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::Response,
+};
+
+use crate::http::client::ClientAddr;
+
+use super::{
+    abuse::{PROBE_POINTS, RATE_LIMITED_POINTS},
+    conn::Full,
+    headers::{self, RateHeaders},
+    limiter::LimitKey,
+    policy::{is_auth, is_exempt, is_probe},
+    Edge,
+};
+
+/// The middleware (see the module documentation).
+pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if is_exempt(path) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+    let _in_flight = match edge.conn.enter(ip) {
+        Ok(permit) => permit,
+        Err(Full::Instance) => {
+            return headers::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is at capacity; retry shortly.",
+                1,
+            )
+        }
+        Err(Full::Client) => {
+            return headers::retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests from this client are in progress; retry once they finish.",
+                1,
+            )
+        }
+    };
+    if let Some(secs) = edge.bans.retry_after(ip) {
+        return banned(secs);
+    }
+    if is_probe(path) {
+        if let Some(secs) = edge
+            .offend(ip, PROBE_POINTS, "asked for vulnerability-scanner paths")
+            .await
+        {
+            return banned(secs);
+        }
+    }
+    let limiter = &edge.limiter;
+    let (which, policy_header) = limiter.for_request(is_auth(path));
+    let verdict = limiter.check(which, &LimitKey::ip(ip)).await;
+    if verdict.unavailable {
+        return headers::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Rate limits cannot be checked right now; retry shortly.",
+            1,
+        );
+    }
+    let rate_headers = RateHeaders::new(policy_header, &limiter.policies, &verdict);
+    if verdict.refused {
+        if let Some(secs) = edge
+            .offend(ip, RATE_LIMITED_POINTS, "repeatedly over its rate limit")
+            .await
+        {
+            return banned(secs);
+        }
+        return headers::refused(rate_headers, &limiter.policies, &verdict);
+    }
+    let mut response = next.run(req).await;
+    rate_headers.apply(&mut response);
+    response
+}
+
+fn banned(secs: u64) -> Response {
+    headers::retry_later(
+        StatusCode::FORBIDDEN,
+        "This client address is temporarily banned after repeated abuse.",
+        secs,
+    )
+}

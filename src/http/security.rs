@@ -1,0 +1,80 @@
+//! Response hardening: the security headers on every response, and `no-store` on answers that
+//! depend on the caller's credentials.
+
+use axum::{
+    extract::{Request, State},
+    http::{header, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+
+/// The policy of HTML pages (the docs, the web app): their own scripts only; inline styles
+/// (Swagger UI and React set some), `data:` images (Swagger UI's icons), same-origin calls.
+pub const HTML_CSP: &str =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; \
+     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// The policy of everything else (JSON, problems, assets): load nothing, never be framed.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+
+/// Whether HSTS is sent (only when the service is reached over HTTPS).
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityHeaders {
+    /// `PUBLIC_BASE_URL` is https.
+    pub hsts: bool,
+}
+
+/// Adds the security headers to every response.
+pub async fn security_headers(
+    State(policy): State<SecurityHeaders>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let credentialed = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key(header::COOKIE);
+    let api = req.uri().path().starts_with("/api/");
+    let mut response = next.run(req).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(
+        h,
+        header::REFERRER_POLICY,
+        "strict-origin-when-cross-origin",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        h,
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=()",
+    );
+    if policy.hsts {
+        set(h, header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(
+            h,
+            header::CONTENT_SECURITY_POLICY,
+            if html { HTML_CSP } else { API_CSP },
+        );
+    }
+    // A shared cache must never hand one caller's answer (or rate-limit state) to another.
+    if (credentialed || api) && !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    response
+}

@@ -1,0 +1,302 @@
+//! Rate limits by route class: headers, 429, shadow mode, trusted proxies, the Redis backend.
+
+use crate::{
+    helpers::{assert_problem, redis_url, with_admin, Backend, TestApp},
+    on_both_backends,
+};
+
+on_both_backends!(
+    a_limited_route_carries_the_ratelimit_policy_and_state_headers,
+    past_the_quota_a_request_is_a_429_problem_with_retry_after_no_earlier_than_t,
+    auth_routes_have_a_budget_of_their_own_on_top_of_the_general_one,
+    probes_and_docs_are_never_limited,
+    shadow_mode_refuses_nothing_but_counts_what_it_would_have_refused,
+    a_policy_turned_off_adds_no_headers_and_refuses_nothing,
+    a_spoofed_x_forwarded_for_is_ignored_without_a_trusted_proxy,
+    through_a_trusted_proxy_each_forwarded_client_has_its_own_budget,
+    the_redis_backend_shares_one_budget_between_instances,
+    with_redis_unreachable_the_limiter_fails_open_and_counts_the_failure,
+    with_redis_unreachable_and_failing_closed_limited_routes_answer_503,
+    the_ai_policy_limits_each_user_separately,
+    the_admin_endpoints_refuse_callers_without_the_admin_token,
+);
+
+fn t_of(ratelimit: &str) -> u64 {
+    ratelimit
+        .split(";t=")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no t in {ratelimit}"))
+}
+
+async fn a_limited_route_carries_the_ratelimit_policy_and_state_headers(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_GENERAL", "5/60")]).await;
+    let res = app.get("/api/status").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        TestApp::header(&res, "ratelimit-policy"),
+        r#""general";q=5;w=60"#
+    );
+    assert_eq!(TestApp::header(&res, "ratelimit"), r#""general";r=4;t=12"#);
+    let second = app.get("/api/status").await;
+    assert_eq!(
+        TestApp::header(&second, "ratelimit"),
+        r#""general";r=3;t=24"#
+    );
+}
+
+async fn past_the_quota_a_request_is_a_429_problem_with_retry_after_no_earlier_than_t(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_GENERAL", "3/60")]).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/status").await.status(), 200);
+    }
+    let res = app.get("/api/status").await;
+    let ratelimit = TestApp::header(&res, "ratelimit");
+    let retry_after: u64 = TestApp::header(&res, "retry-after").parse().unwrap();
+    assert!(ratelimit.contains("r=0"), "{ratelimit}");
+    assert!(
+        retry_after >= t_of(&ratelimit),
+        "{retry_after} vs {ratelimit}"
+    );
+    assert_eq!(retry_after, 20, "one request refills every 60/3 s");
+    let body = assert_problem(res, 429).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("general"),
+        "{body}"
+    );
+}
+
+async fn auth_routes_have_a_budget_of_their_own_on_top_of_the_general_one(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_AUTH", "2/60")]).await;
+    let empty = serde_json::json!({});
+    let login = || app.post_json("/api/auth/login", &empty);
+    let first = login().await;
+    assert_eq!(
+        TestApp::header(&first, "ratelimit-policy"),
+        r#""general";q=600;w=60, "auth";q=10;w=60"#.replace("q=10", "q=2")
+    );
+    assert_ne!(first.status(), 429);
+    assert_ne!(login().await.status(), 429);
+    let refused = login().await;
+    assert!(TestApp::header(&refused, "ratelimit").contains(r#""auth";r=0"#));
+    assert_problem(refused, 429).await;
+    // Other routes still have their general budget.
+    assert_eq!(app.get("/api/status").await.status(), 200);
+    let other_auth = app
+        .post_json("/api/auth/password-reset/request", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        other_auth.status(),
+        429,
+        "the auth budget is per client, shared by its routes"
+    );
+}
+
+async fn probes_and_docs_are_never_limited(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_GENERAL", "1/60")]).await;
+    for _ in 0..3 {
+        for path in [
+            "/health",
+            "/alive",
+            "/ready",
+            "/api/health",
+            "/docs/",
+            "/openapi.json",
+            "/version.json",
+        ] {
+            let res = app.get(path).await;
+            assert_eq!(res.status(), 200, "{path}");
+            assert!(res.headers().get("ratelimit").is_none(), "{path}");
+        }
+    }
+}
+
+async fn shadow_mode_refuses_nothing_but_counts_what_it_would_have_refused(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &with_admin(&[
+            ("RATE_LIMIT_MODE", "shadow"),
+            ("RATE_LIMIT_GENERAL", "2/60"),
+        ]),
+    )
+    .await;
+    for i in 0..5 {
+        let res = app.get("/api/version-does-not-exist").await;
+        assert_eq!(res.status(), 404, "request {i} is answered, not refused");
+        assert!(res.headers().get("ratelimit").is_some());
+    }
+    let report = app.admin_get("/api/admin/rate-limits").await;
+    let general = &report["policies"][0];
+    assert_eq!(general["name"], "general");
+    assert_eq!(general["mode"], "shadow");
+    assert_eq!(general["allowed"], 2, "{report}");
+    // The report's own request is the fourth over the quota.
+    assert_eq!(general["would_refuse"], 4, "{report}");
+    assert_eq!(general["refused"], 0, "{report}");
+    assert_eq!(general["top_keys"][0]["key"], "ip:127.0.0.1", "{report}");
+    assert_eq!(general["top_keys"][0]["refusals"], 4, "{report}");
+}
+
+async fn a_policy_turned_off_adds_no_headers_and_refuses_nothing(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_GENERAL", "1/60"),
+            ("RATE_LIMIT_GENERAL_MODE", "off"),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        let res = app.get("/api/status").await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("ratelimit-policy").is_none());
+    }
+}
+
+async fn a_spoofed_x_forwarded_for_is_ignored_without_a_trusted_proxy(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_GENERAL", "2/60")]).await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let res = app
+            .client
+            .get(app.url("/api/status"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .header("forwarded", format!("for=198.51.100.{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "every request spends the socket address's budget"
+    );
+}
+
+async fn through_a_trusted_proxy_each_forwarded_client_has_its_own_budget(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_GENERAL", "2/60"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await;
+    let from = |xff: &'static str| {
+        app.client
+            .get(app.url("/api/status"))
+            .header("x-forwarded-for", xff)
+            .send()
+    };
+    assert_eq!(from("203.0.113.1").await.unwrap().status(), 200);
+    assert_eq!(from("203.0.113.1").await.unwrap().status(), 200);
+    // A client that prepends an address of its choice still spends its own budget.
+    assert_eq!(from("192.0.2.99, 203.0.113.1").await.unwrap().status(), 429);
+    assert_eq!(from("203.0.113.2").await.unwrap().status(), 200);
+}
+
+async fn the_redis_backend_shares_one_budget_between_instances(backend: Backend) {
+    let prefix = format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple());
+    let vars = with_admin(&[
+        ("RATE_LIMIT_GENERAL", "4/60"),
+        ("REDIS_KEY_PREFIX", &prefix),
+    ]);
+    let redis = redis_url();
+    let mut vars = vars;
+    vars.push(("REDIS_URL", &redis));
+    let a = TestApp::spawn_with(backend, &vars).await;
+    let b = TestApp::spawn_with(backend, &vars).await;
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(app.get("/api/status").await.status(), 200);
+    }
+    assert_problem(a.get("/api/status").await, 429).await;
+    assert_problem(b.get("/api/status").await, 429).await;
+    // The admin endpoint is limited too (the budget is spent), so read the counters directly.
+    let limiter = &a.state.edge.limiter;
+    assert_eq!(limiter.backend(), "redis");
+    assert_eq!(
+        limiter
+            .stats
+            .backend_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+async fn with_redis_unreachable_the_limiter_fails_open_and_counts_the_failure(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &with_admin(&[
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("RATE_LIMIT_GENERAL", "100/60"),
+        ]),
+    )
+    .await;
+    let res = app.get("/api/status").await;
+    assert_eq!(res.status(), 200, "open: the request is served");
+    assert!(
+        res.headers().get("ratelimit").is_some(),
+        "per-instance limits still apply"
+    );
+    let report = app.admin_get("/api/admin/rate-limits").await;
+    assert!(report["backend_errors"].as_u64().unwrap() >= 1, "{report}");
+}
+
+async fn with_redis_unreachable_and_failing_closed_limited_routes_answer_503(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("RATE_LIMIT_FAIL_MODE", "closed"),
+        ],
+    )
+    .await;
+    let res = app.get("/api/status").await;
+    assert!(res.headers().get("retry-after").is_some());
+    assert_problem(res, 503).await;
+    assert_eq!(
+        app.get("/health").await.status(),
+        200,
+        "exempt routes still answer"
+    );
+}
+
+async fn the_ai_policy_limits_each_user_separately(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_AI", "2/60,3/3600")]).await;
+    let edge = &app.state.edge;
+    let first = edge.check_user("user-a").await.expect("admitted");
+    assert_eq!(
+        first.0["ratelimit-policy"],
+        r#""ai-60s";q=2;w=60, "ai-3600s";q=3;w=3600"#
+    );
+    assert!(edge.check_user("user-a").await.is_ok());
+    let refused = edge
+        .check_user("user-a")
+        .await
+        .expect_err("third in a minute");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert!(
+        edge.check_user("user-b").await.is_ok(),
+        "another user has a budget of its own"
+    );
+}
+
+async fn the_admin_endpoints_refuse_callers_without_the_admin_token(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    assert_problem(app.get("/api/admin/rate-limits").await, 401).await;
+    let wrong = app
+        .client
+        .get(app.url("/api/admin/bans"))
+        .bearer_auth("test-admin-token-0123456789abcdef0123456788")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(wrong, 401).await;
+    let unconfigured = TestApp::spawn(backend).await;
+    assert_problem(unconfigured.get("/api/admin/bans").await, 403).await;
+}
