@@ -33,6 +33,8 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Whether a built web app is being served at `/`.
     pub web_app: bool,
+    /// Token keys and the password hasher.
+    pub auth: crate::domains::auth::Auth,
 }
 
 /// A built application, ready to serve on any listener.
@@ -73,7 +75,9 @@ impl App {
             .map(|u| Kv::new(u.expose()))
             .transpose()?;
         let web = web::WebDist::find(config.web_dist_dir.clone());
+        let auth = crate::domains::auth::Auth::new(&config);
         let state = AppState {
+            auth,
             config: Arc::new(config),
             db,
             kv,

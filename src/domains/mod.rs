@@ -1,6 +1,9 @@
 //! One folder per domain; each exposes `routes()` with its OpenAPI-annotated handlers.
 
+pub mod audit;
+pub mod auth;
 pub mod health;
+pub mod users;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -8,5 +11,7 @@ use crate::app::AppState;
 
 /// Every domain's routes, merged.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(health::routes())
+    OpenApiRouter::new()
+        .merge(health::routes())
+        .merge(auth::routes())
 }

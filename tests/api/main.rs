@@ -2,10 +2,13 @@
 
 mod helpers;
 
+mod auth;
+mod auth_helpers;
 mod cli;
 mod errors;
 mod health;
 mod openapi;
 mod schema;
+mod sessions;
 mod shutdown;
 mod web;

@@ -73,6 +73,7 @@ pub async fn health(state: &AppState) -> Health {
 pub fn status(state: &AppState) -> Status {
     let config = &state.config;
     let features = BTreeMap::from([
+        ("auth", true),
         ("compression", true),
         ("docs", true),
         ("request_ids", true),
