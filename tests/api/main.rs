@@ -7,6 +7,7 @@ mod auth_helpers;
 mod cli;
 mod errors;
 mod health;
+mod lockout;
 mod openapi;
 mod schema;
 mod sessions;
