@@ -1,5 +1,6 @@
 //! One folder per domain; each exposes `routes()` with its OpenAPI-annotated handlers.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod health;
@@ -14,4 +15,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::routes())
         .merge(auth::routes())
+        .merge(admin::routes())
 }

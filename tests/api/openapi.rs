@@ -47,6 +47,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/user/profile"),
     ("get", "/api/auth/v2/validate-email"),
     ("post", "/api/auth/v2/validate-password"),
+    ("get", "/api/admin/users"),
+    ("get", "/api/admin/users/{id}"),
+    ("patch", "/api/admin/users/{id}"),
+    ("post", "/api/admin/users/{id}/revoke-sessions"),
+    ("get", "/api/admin/audit"),
 ];
 
 async fn spec(app: &TestApp) -> serde_json::Value {
