@@ -8,6 +8,7 @@ mod auth_helpers;
 mod cli;
 mod errors;
 mod health;
+mod links;
 mod lockout;
 mod openapi;
 mod schema;
