@@ -10,6 +10,7 @@ mod errors;
 mod health;
 mod links;
 mod lockout;
+mod mfa;
 mod openapi;
 mod schema;
 mod sessions;
