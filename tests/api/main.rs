@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod auth_helpers;
 mod cli;
+mod compat;
 mod errors;
 mod health;
 mod links;
