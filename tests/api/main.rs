@@ -9,6 +9,7 @@ mod cli;
 mod compat;
 mod errors;
 mod health;
+mod identity_cli;
 mod links;
 mod lockout;
 mod mfa;

@@ -1,5 +1,7 @@
 //! Accounts: who a user is (email, names, role, role-specific profile) and how it is validated.
 
+pub mod create_admin;
+pub mod import;
 pub mod password;
 pub mod profile;
 pub mod store;
