@@ -1,12 +1,18 @@
 //! Password hashing: argon2id (m=19456 KiB, t=2, p=1) off the async threads, with a bounded
 //! number of hashes at once so a flood of logins queues instead of starving other requests.
 //! Imported bcrypt hashes verify too, and are reported as needing an upgrade.
+//!
+//! Each hashing slot owns one reusable 19 MiB work area: allocating it per hash would leave the
+//! allocator holding hundreds of MB under a login flood (freed blocks stay in per-thread arenas).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use argon2::{
-    password_hash::SaltString, Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _,
-    PasswordVerifier, Version,
+    password_hash::{Output, ParamsString, SaltString},
+    Algorithm, Argon2, Block, Params, PasswordHash, PasswordVerifier, Version,
 };
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -14,6 +20,10 @@ use crate::error::AppError;
 
 /// How long a request waits for a hashing slot before the service says it is busy.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The memory cost in KiB (= argon2 blocks).
+const M_COST: u32 = 19_456;
+/// The time cost.
+const T_COST: u32 = 2;
 
 /// The outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +40,12 @@ pub enum Verified {
 #[derive(Debug, Clone)]
 pub struct Hasher {
     slots: Arc<Semaphore>,
+    work_areas: Arc<Mutex<Vec<Vec<Block>>>>,
     dummy: Arc<OnceCell<String>>,
 }
 
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19_456, 2, 1, None).expect("OWASP argon2id parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+fn params() -> Params {
+    Params::new(M_COST, T_COST, 1, None).expect("OWASP argon2id parameters are valid")
 }
 
 impl Hasher {
@@ -43,35 +53,37 @@ impl Hasher {
     pub fn new(concurrency: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            work_areas: Arc::default(),
             dummy: Arc::default(),
         }
     }
 
+    /// Runs `f` on the blocking pool with a slot and its work area.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce() -> T + Send + 'static,
+        f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let _permit = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| AppError::Unavailable("password hashing queue is full".into()))?
             .map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(f)
+        let area = self.work_areas.lock().map(|mut v| v.pop()).ok().flatten();
+        let mut area = area.unwrap_or_else(|| vec![Block::default(); M_COST as usize]);
+        let (result, area) = tokio::task::spawn_blocking(move || (f(&mut area), area))
             .await
-            .map_err(|e| AppError::Internal(e.into()))
+            .map_err(|e| AppError::Internal(e.into()))?;
+        if let Ok(mut pool) = self.work_areas.lock() {
+            pool.push(area);
+        }
+        Ok(result)
     }
 
     /// An argon2id PHC string for `password`.
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
         let password = password.to_owned();
-        self.run(move || {
-            let salt = SaltString::generate(&mut rand::rngs::OsRng);
-            argon2()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| anyhow::anyhow!("argon2 failed: {e}"))
-        })
-        .await?
-        .map_err(AppError::Internal)
+        self.run(move |area| hash_blocking(area, &password))
+            .await?
+            .map_err(AppError::Internal)
     }
 
     /// Checks `password` against `hash`, or against a dummy hash when there is no account, so
@@ -82,7 +94,9 @@ impl Hasher {
             None => (self.dummy_hash().await?, false),
         };
         let password = password.to_owned();
-        let verified = self.run(move || verify_blocking(&hash, &password)).await?;
+        let verified = self
+            .run(move |area| verify_blocking(area, &hash, &password))
+            .await?;
         Ok(if real { verified } else { Verified::No })
     }
 
@@ -94,7 +108,61 @@ impl Hasher {
     }
 }
 
-fn verify_blocking(hash: &str, password: &str) -> Verified {
+fn hash_blocking(area: &mut [Block], password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let mut raw_salt = [0u8; 64];
+    let raw_salt = salt
+        .decode_b64(&mut raw_salt)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params = params();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            raw_salt,
+            &mut out,
+            &mut area[..params.block_count()],
+        )
+        .map_err(|e| anyhow::anyhow!("argon2 failed: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("{e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("{e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Recomputes an argon2id hash in `area`; false on any mismatch or malformed input.
+fn argon2id_matches(
+    area: &mut [Block],
+    parsed: &PasswordHash<'_>,
+    params: &Params,
+    password: &str,
+) -> bool {
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut raw_salt = [0u8; 64];
+    let Ok(raw_salt) = salt.decode_b64(&mut raw_salt) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    argon
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            raw_salt,
+            &mut out,
+            &mut area[..params.block_count()],
+        )
+        .ok()
+        .and_then(|()| Output::new(&out).ok())
+        .is_some_and(|computed| computed == expected) // Output's equality is constant-time.
+}
+
+fn verify_blocking(area: &mut [Block], hash: &str, password: &str) -> Verified {
     if hash.starts_with("$2") {
         return match bcrypt::verify(password, hash) {
             Ok(true) => Verified::YesRehash,
@@ -104,18 +172,29 @@ fn verify_blocking(hash: &str, password: &str) -> Verified {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return Verified::No;
     };
-    if argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    let Ok(params) = Params::try_from(&parsed) else {
         return Verified::No;
+    };
+    let standard = parsed.algorithm == argon2::ARGON2ID_IDENT
+        && parsed.version == Some(Version::V0x13.into())
+        && params.m_cost() == M_COST
+        && params.t_cost() == T_COST
+        && params.p_cost() == 1;
+    if standard {
+        return if argon2id_matches(area, &parsed, &params, password) {
+            Verified::Yes
+        } else {
+            Verified::No
+        };
     }
-    let current = parsed.algorithm.as_str() == "argon2id"
-        && Params::try_from(&parsed).is_ok_and(|p| p.m_cost() >= 19_456 && p.t_cost() >= 2);
-    if current {
-        Verified::Yes
-    } else {
+    // Any other argon2 variant or cost: verify the general way, then ask for an upgrade.
+    let other = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    if other {
         Verified::YesRehash
+    } else {
+        Verified::No
     }
 }
 
@@ -136,6 +215,34 @@ mod tests {
         );
         assert_eq!(h.verify(Some(&hash), "wrong").await.unwrap(), Verified::No);
         assert_eq!(h.verify(None, "anything").await.unwrap(), Verified::No);
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_by_the_argon2_crate_verifies_and_weaker_costs_ask_for_an_upgrade() {
+        use argon2::PasswordHasher as _;
+        let h = Hasher::new(1);
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let standard = Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+            .hash_password(b"pw-standard", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            h.verify(Some(&standard), "pw-standard").await.unwrap(),
+            Verified::Yes
+        );
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"pw-weak", &salt)
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            h.verify(Some(&weak), "pw-weak").await.unwrap(),
+            Verified::YesRehash
+        );
+        assert_eq!(h.verify(Some(&weak), "nope").await.unwrap(), Verified::No);
     }
 
     #[tokio::test]
