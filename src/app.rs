@@ -43,6 +43,8 @@ pub struct AppState {
     pub web_app: bool,
     /// Outgoing mail: call `mail.wake()` after committing a transaction that queued mail.
     pub mail: Mailer,
+    /// Token keys and the password hasher.
+    pub auth: crate::domains::auth::Auth,
 }
 
 /// A built application, ready to serve on any listener.
@@ -86,7 +88,9 @@ impl App {
         let web = web::WebDist::find(config.web_dist_dir.clone());
         let edge = Edge::new(&config.edge, kv.clone(), db.clone());
         edge.spawn_upkeep(config.edge.abuse.sync_every);
+        let auth = crate::domains::auth::Auth::new(&config);
         let state = AppState {
+            auth,
             config: Arc::new(config),
             db,
             kv,

@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `migrate`, `config check`, `version`.
+//! The command line: `serve` (default), `migrate`, `config check`, `version`, `create-admin`,
+//! `import-users`.
 
 use std::process::ExitCode;
 
@@ -38,6 +39,30 @@ pub enum Command {
     },
     /// Print version, commit and build time.
     Version,
+    /// Create an admin account (password from AUTORISEN_ADMIN_PASSWORD, else prompted twice).
+    CreateAdmin {
+        /// The admin's email.
+        #[arg(long)]
+        email: String,
+        /// Given name.
+        #[arg(long, default_value = "Admin")]
+        first_name: String,
+        /// Family name.
+        #[arg(long, default_value = "")]
+        last_name: String,
+    },
+    /// Import users from a JSON-lines or CSV export of the original users_v2 table.
+    ImportUsers {
+        /// The export file.
+        file: std::path::PathBuf,
+        /// The file's format (default: from the extension, else from its first character).
+        #[arg(long, value_enum)]
+        format: Option<crate::domains::users::import::Format>,
+        /// Keep exported ADMIN roles (the original let anyone register as admin, so by default
+        /// they come in as customers).
+        #[arg(long)]
+        trust_admin_role: bool,
+    },
 }
 
 /// `config` actions.
@@ -70,6 +95,24 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Migrate => with_config(|config| block_on(migrate_command(config))),
         Command::Serve => with_config(|config| block_on(serve_command(config))),
+        Command::CreateAdmin {
+            email,
+            first_name,
+            last_name,
+        } => with_config(|config| {
+            block_on(create_admin_command(config, email, first_name, last_name))
+        }),
+        Command::ImportUsers {
+            file,
+            format,
+            trust_admin_role,
+        } => with_config(|config| {
+            let options = crate::domains::users::import::Options {
+                format,
+                trust_admin_role,
+            };
+            block_on(import_users_command(config, file, options))
+        }),
     }
 }
 
@@ -119,4 +162,76 @@ async fn serve_command(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, env = env.as_str(), backend = ?app.state().db.backend(), "listening");
     app.serve(listener, shutdown_signal()).await
+}
+
+/// Connects for a one-off command, migrating when this environment allows it.
+async fn command_db(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(config.database_url.expose(), 2).await?;
+    if config.migrate_on_start {
+        migrate::run(&db).await?;
+    } else {
+        let pending = migrate::pending(&db).await?;
+        anyhow::ensure!(
+            pending.is_empty(),
+            "the database schema is behind this binary; run `autorisen migrate` first"
+        );
+    }
+    Ok(db)
+}
+
+async fn create_admin_command(
+    config: Config,
+    email: String,
+    first_name: String,
+    last_name: String,
+) -> anyhow::Result<()> {
+    telemetry::init(config.log_format, &config.log_level);
+    let password = match &config.auth.admin_password {
+        Some(p) => p.expose().to_owned(),
+        None => {
+            let first = rpassword::prompt_password("Password for the new admin: ")?;
+            let again = rpassword::prompt_password("Repeat it: ")?;
+            anyhow::ensure!(first == again, "the two passwords differ");
+            first
+        }
+    };
+    let db = command_db(&config).await?;
+    let id = crate::domains::users::create_admin::create_admin(
+        &db,
+        &email,
+        &first_name,
+        &last_name,
+        &password,
+    )
+    .await?;
+    println!("created admin {email} (id {id})");
+    db.close().await;
+    Ok(())
+}
+
+async fn import_users_command(
+    config: Config,
+    file: std::path::PathBuf,
+    options: crate::domains::users::import::Options,
+) -> anyhow::Result<()> {
+    telemetry::init(config.log_format, &config.log_level);
+    let db = command_db(&config).await?;
+    let report = crate::domains::users::import::run(&db, &file, &options).await?;
+    db.close().await;
+    println!(
+        "imported: {}, skipped: {}, rejected: {}",
+        report.imported,
+        report.skipped.len(),
+        report.rejected.len()
+    );
+    for (line, why) in &report.skipped {
+        println!("  skipped line {line}: {why}");
+    }
+    for (line, why) in &report.rejected {
+        println!("  rejected line {line}: {why}");
+    }
+    for line in &report.demoted {
+        println!("  line {line}: ADMIN role not trusted, imported as customer (use --trust-admin-role to keep it)");
+    }
+    Ok(())
 }

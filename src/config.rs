@@ -143,11 +143,33 @@ pub struct Config {
     pub admin_api_token: Option<Secret>,
     /// Client address, rate limits, bans and connection limits (see `docs/edge.md`).
     pub edge: crate::edge::settings::EdgeSettings,
+    /// Token lifetimes and password hashing.
+    pub auth: AuthSettings,
     /// Version, commit and build time.
     pub build: BuildInfo,
     /// `MAIL_*`: outgoing mail.
     pub mail: MailSettings,
 }
+
+/// Identity settings: token lifetimes, refresh-reuse grace, password hashing concurrency.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `ACCESS_TOKEN_TTL_SECONDS` (default 900).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECONDS`: sliding refresh lifetime (default 14 days, at most 30).
+    pub refresh_token_ttl: Duration,
+    /// `REFRESH_REUSE_GRACE_SECONDS`: a rotated refresh token presented again within this window
+    /// is refused without revoking the session (a client racing itself); later, it revokes the
+    /// whole session family (default 10).
+    pub refresh_reuse_grace: Duration,
+    /// `PASSWORD_HASH_CONCURRENCY`: argon2 hashes running at once (default: CPU cores).
+    pub password_hash_concurrency: usize,
+    /// `AUTORISEN_ADMIN_PASSWORD`: the password `autorisen create-admin` uses instead of prompting.
+    pub admin_password: Option<Secret>,
+}
+
+/// The absolute lifetime of a session, whatever the refresh lifetime.
+pub const SESSION_ABSOLUTE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// One thing wrong with one variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +373,7 @@ impl Config {
         let mail = mail::read(&mut r, env);
         let admin_api_token = admin_api_token(&mut r);
         let edge = crate::edge::settings::read(&mut r);
+        let auth = auth_settings(&mut r);
         let build = BuildInfo {
             version: r
                 .raw("APP_VERSION")
@@ -387,6 +410,7 @@ impl Config {
             max_body_bytes,
             admin_api_token,
             edge,
+            auth,
             build,
             mail,
         })
@@ -432,6 +456,29 @@ impl Config {
                 self.shutdown_grace.as_secs().to_string(),
             ),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            (
+                "ACCESS_TOKEN_TTL_SECONDS",
+                self.auth.access_token_ttl.as_secs().to_string(),
+            ),
+            (
+                "REFRESH_TOKEN_TTL_SECONDS",
+                self.auth.refresh_token_ttl.as_secs().to_string(),
+            ),
+            (
+                "REFRESH_REUSE_GRACE_SECONDS",
+                self.auth.refresh_reuse_grace.as_secs().to_string(),
+            ),
+            (
+                "PASSWORD_HASH_CONCURRENCY",
+                self.auth.password_hash_concurrency.to_string(),
+            ),
+            (
+                "AUTORISEN_ADMIN_PASSWORD",
+                self.auth
+                    .admin_password
+                    .as_ref()
+                    .map_or_else(|| "(not set)".into(), |_| "[redacted]".into()),
+            ),
             (
                 "ADMIN_API_TOKEN",
                 if self.admin_api_token.is_some() {
@@ -626,6 +673,54 @@ fn public_base_url(r: &mut Reader<'_>, env: Environment, port: u16) -> Url {
             );
             fallback()
         }
+    }
+}
+
+fn auth_settings(r: &mut Reader<'_>) -> AuthSettings {
+    let access_token_ttl = r.positive_seconds("ACCESS_TOKEN_TTL_SECONDS", 900, "900");
+    if access_token_ttl > Duration::from_secs(3600) {
+        r.problem(
+            "ACCESS_TOKEN_TTL_SECONDS",
+            "must be at most 3600: access tokens are short-lived, refresh tokens renew them",
+            "900",
+        );
+    }
+    let refresh_token_ttl = r.positive_seconds("REFRESH_TOKEN_TTL_SECONDS", 14 * 86400, "1209600");
+    if refresh_token_ttl > SESSION_ABSOLUTE_TTL {
+        r.problem(
+            "REFRESH_TOKEN_TTL_SECONDS",
+            "must be at most 2592000 (30 days, the absolute session lifetime)",
+            "1209600",
+        );
+    }
+    if refresh_token_ttl <= access_token_ttl {
+        r.problem(
+            "REFRESH_TOKEN_TTL_SECONDS",
+            "must be longer than ACCESS_TOKEN_TTL_SECONDS",
+            "1209600",
+        );
+    }
+    let grace = r.parsed(
+        "REFRESH_REUSE_GRACE_SECONDS",
+        10u64,
+        "a whole number of seconds",
+        "10",
+    );
+    if grace > 300 {
+        r.problem("REFRESH_REUSE_GRACE_SECONDS", "must be at most 300", "10");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let password_hash_concurrency =
+        r.parsed("PASSWORD_HASH_CONCURRENCY", cores, "a whole number", "2");
+    if password_hash_concurrency == 0 {
+        r.problem("PASSWORD_HASH_CONCURRENCY", "must be at least 1", "2");
+    }
+    AuthSettings {
+        access_token_ttl,
+        refresh_token_ttl,
+        refresh_reuse_grace: Duration::from_secs(grace),
+        password_hash_concurrency: password_hash_concurrency.max(1),
+        admin_password: r.raw("AUTORISEN_ADMIN_PASSWORD").map(Secret::new),
     }
 }
 

@@ -1,7 +1,11 @@
 //! One folder per domain; each exposes `routes()` with its OpenAPI-annotated handlers.
 
+pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod edge;
 pub mod health;
+pub mod users;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -12,4 +16,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::routes())
         .merge(edge::routes())
+        .merge(auth::routes())
+        .merge(admin::routes())
 }

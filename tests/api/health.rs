@@ -118,6 +118,7 @@ async fn status_tells_version_environment_backend_and_features(backend: Backend)
     assert_eq!(body["database"], expected);
     assert_eq!(body["features"]["redis"], false, "redis is not configured");
     assert_eq!(body["features"]["web_app"], false, "no web build exists");
+    assert_eq!(body["features"]["auth"], true, "identity is on");
 }
 
 async fn version_json_tells_version_commit_and_build_time(backend: Backend) {

@@ -3,15 +3,24 @@
 mod helpers;
 mod smtp_sink;
 
+mod admin;
+mod auth;
+mod auth_helpers;
 mod bans;
 mod cli;
+mod compat;
 mod errors;
 mod hardening;
 mod health;
+mod identity_cli;
 mod instances;
+mod links;
+mod lockout;
 mod mail;
+mod mfa;
 mod openapi;
 mod rate_limits;
 mod schema;
+mod sessions;
 mod shutdown;
 mod web;

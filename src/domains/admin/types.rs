@@ -1,0 +1,90 @@
+//! Admin requests and views.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{domains::users::Role, http::pagination::Pagination};
+
+/// Filters of `GET /api/admin/users`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Only this role.
+    pub role: Option<Role>,
+    /// Text in email, first or last name (case-insensitive).
+    pub q: Option<String>,
+    /// Only active (true) or inactive (false) accounts.
+    pub active: Option<bool>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100.
+    pub per_page: Option<u32>,
+}
+
+impl UserQuery {
+    /// The page asked for.
+    pub fn pagination(&self) -> Pagination {
+        Pagination {
+            page: self.page,
+            per_page: self.per_page,
+        }
+    }
+}
+
+/// A user as admins see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AdminUserView {
+    /// The id.
+    pub id: String,
+    /// The login address.
+    pub email: String,
+    /// The role.
+    pub role: Role,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Whether the account may log in.
+    pub is_active: bool,
+    /// Whether the email is confirmed.
+    pub email_verified: bool,
+    /// Whether MFA is on.
+    pub mfa_enabled: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// The last successful login.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// Locked until this time, when locked.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// `PATCH /api/admin/users/{id}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUserPatch {
+    /// The new role.
+    pub role: Option<Role>,
+    /// Activate or deactivate the account.
+    pub is_active: Option<bool>,
+}
+
+/// Filters of `GET /api/admin/audit`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only events by this user id.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only events about this user id.
+    pub target: Option<String>,
+    /// From this time (RFC 3339, inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// Until this time (RFC 3339, exclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1 to 100.
+    pub per_page: Option<u32>,
+}

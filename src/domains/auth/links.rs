@@ -1,0 +1,230 @@
+//! Email-link tokens: password reset (30 minutes) and email verification (24 hours). Single use,
+//! stored as keyed hashes, delivered through the outbox in the transaction that makes them.
+
+use sqlx::{AnyConnection, Row};
+
+use crate::{
+    app::AppState,
+    db::types::now_micros,
+    domains::{
+        audit::{self, Event, RequestMeta},
+        users::{password, store, User},
+    },
+    error::{AppError, FieldError},
+    mail::{self, Email, Template},
+};
+
+use super::{lockout, opaque, sessions};
+
+const RESET: &str = "password_reset";
+const VERIFY: &str = "verify_email";
+const RESET_MICROS: i64 = 30 * 60 * 1_000_000;
+const VERIFY_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    let base = state.config.public_base_url.as_str().trim_end_matches('/');
+    format!("{base}{path}?token={token}")
+}
+
+/// Makes a new token for `purpose`, retiring earlier unused ones of the same purpose.
+async fn create(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user_id: &str,
+    purpose: &str,
+    ttl: i64,
+) -> Result<String, AppError> {
+    let now = now_micros();
+    sqlx::query("UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
+        .bind(now)
+        .bind(user_id.to_owned())
+        .bind(purpose.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    let token = opaque::new_token();
+    sqlx::query("INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(state.auth.keys.email_link_hash(&token))
+        .bind(user_id.to_owned())
+        .bind(purpose.to_owned())
+        .bind(now + ttl)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(token)
+}
+
+/// The user a live token of `purpose` belongs to (not consumed).
+async fn holder(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    token: &str,
+    purpose: &str,
+) -> Result<Option<String>, AppError> {
+    let row = sqlx::query("SELECT user_id FROM user_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3")
+        .bind(state.auth.keys.email_link_hash(token))
+        .bind(purpose.to_owned())
+        .bind(now_micros())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| r.try_get("user_id")).transpose()?)
+}
+
+/// Uses up a token; false when another request used it first.
+async fn consume(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    token: &str,
+) -> Result<bool, AppError> {
+    let done = sqlx::query(
+        "UPDATE user_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+    )
+    .bind(now_micros())
+    .bind(state.auth.keys.email_link_hash(token))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+fn bad_token() -> AppError {
+    AppError::invalid("token", "is invalid, expired or already used")
+}
+
+/// Queues a verification email for `user` in `conn` (the caller's transaction).
+pub async fn queue_verification(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user: &User,
+) -> Result<(), AppError> {
+    let token = create(state, conn, &user.id, VERIFY, VERIFY_MICROS).await?;
+    let email = Email {
+        to: user.email.clone(),
+        template: Template::VerifyEmail {
+            link: link(state, "/auth/verify-email", &token),
+        },
+    };
+    mail::enqueue(conn, &email).await?;
+    Ok(())
+}
+
+/// Sends a new verification email to a signed-in user whose address is not confirmed yet.
+pub async fn request_verification(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &User,
+) -> Result<(), AppError> {
+    if user.email_verified {
+        return Err(AppError::Conflict(
+            "The email address is already verified.".into(),
+        ));
+    }
+    let mut tx = state.db.pool().begin().await?;
+    queue_verification(state, &mut tx, user).await?;
+    audit::record(
+        &mut tx,
+        meta,
+        Event::own(&user.id, "email_verification_requested"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Confirms an email address with the token from its link.
+pub async fn confirm_verification(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &str,
+) -> Result<(), AppError> {
+    let mut tx = state.db.pool().begin().await?;
+    let Some(user_id) = holder(state, &mut tx, token, VERIFY).await? else {
+        return Err(bad_token());
+    };
+    if !consume(state, &mut tx, token).await? {
+        return Err(bad_token());
+    }
+    store::set_email_verified(&mut *tx, &user_id).await?;
+    audit::record(&mut tx, meta, Event::own(&user_id, "email_verified")).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Queues a reset link when an active account has this email; does nothing otherwise. The
+/// caller answers the same either way.
+pub async fn request_reset(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &str,
+) -> Result<(), AppError> {
+    let Some(user) = super::service::user_by_email(state, email)
+        .await?
+        .filter(|u| u.is_active)
+    else {
+        return Ok(());
+    };
+    let mut tx = state.db.pool().begin().await?;
+    let token = create(state, &mut tx, &user.id, RESET, RESET_MICROS).await?;
+    let email = Email {
+        to: user.email.clone(),
+        template: Template::PasswordReset {
+            link: link(state, "/auth/reset-password", &token),
+        },
+    };
+    mail::enqueue(&mut tx, &email).await?;
+    audit::record(
+        &mut tx,
+        meta,
+        Event {
+            actor: None,
+            ..Event::own(&user.id, "password_reset_requested")
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets a new password with a reset token; ends every session and any lock.
+pub async fn confirm_reset(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &str,
+    new_password: &str,
+) -> Result<(), AppError> {
+    let mut conn = state.db.pool().acquire().await?;
+    let Some(user_id) = holder(state, &mut conn, token, RESET).await? else {
+        return Err(bad_token());
+    };
+    let user = store::get(&mut *conn, &user_id)
+        .await?
+        .ok_or_else(bad_token)?;
+    drop(conn);
+    password::check(
+        new_password,
+        &[&user.email, &user.first_name, &user.last_name],
+    )
+    .map_err(|e| AppError::Validation(vec![FieldError::new("new_password", e)]))?;
+    let hash = state.auth.hasher.hash(new_password).await?;
+    let mut tx = state.db.pool().begin().await?;
+    if !consume(state, &mut tx, token).await? {
+        return Err(bad_token());
+    }
+    store::set_password_hash(&mut *tx, &user.id, &hash).await?;
+    let ended = sessions::revoke_all(&mut tx, &user.id, None, "password_reset").await?;
+    lockout::record_success(&mut tx, &user.id).await?;
+    let event = Event {
+        actor: None,
+        ..Event::own(&user.id, "password_reset")
+    }
+    .with(serde_json::json!({"sessions_ended": ended}));
+    audit::record(&mut tx, meta, event).await?;
+    mail::enqueue(
+        &mut tx,
+        &Email {
+            to: user.email.clone(),
+            template: Template::PasswordChanged,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

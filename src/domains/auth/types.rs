@@ -1,0 +1,200 @@
+//! Requests and responses of the auth routes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domains::users::UserView;
+
+/// `POST /api/auth/register`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The login address.
+    pub email: String,
+    /// 12 to 128 characters, not guessable.
+    pub password: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    #[serde(default)]
+    pub last_name: String,
+    /// `customer` (default; also `client`, `user`) or `developer`.
+    pub role: Option<String>,
+    /// Role-specific profile fields.
+    #[schema(value_type = Option<Object>)]
+    pub profile: Option<serde_json::Value>,
+}
+
+/// `POST /api/auth/login`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The login address.
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A new token pair and the user it belongs to.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The user.
+    pub user: UserView,
+    /// A short-lived JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// An opaque token for `/api/auth/refresh`, usable once (also set as an HttpOnly cookie).
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// The password was right and the account has MFA: a code is needed next.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaChallenge {
+    /// Always true.
+    pub mfa_required: bool,
+    /// Pass to `/api/auth/mfa/verify` with the code.
+    pub mfa_token: String,
+    /// Seconds until the MFA token expires.
+    pub expires_in: u64,
+}
+
+/// The answer to a login.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    /// Logged in.
+    Tokens(TokenResponse),
+    /// A second factor is required.
+    Mfa(MfaChallenge),
+}
+
+/// `POST /api/auth/refresh` (the token may come from the cookie instead).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token.
+    pub refresh_token: String,
+}
+
+/// `PATCH /api/auth/me`: own names and profile only.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// Profile fields to set (`null` clears one).
+    #[schema(value_type = Option<Object>)]
+    pub profile: Option<serde_json::Value>,
+}
+
+/// `POST /api/auth/change-password`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password in use.
+    pub current_password: String,
+    /// The new password.
+    pub new_password: String,
+}
+
+/// One of the user's sessions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// When it started.
+    pub created_at: DateTime<Utc>,
+    /// When its refresh token was last used.
+    pub last_used_at: DateTime<Utc>,
+    /// The address it started from.
+    pub ip: String,
+    /// The user agent it started with.
+    pub user_agent: String,
+    /// Whether this request is made with it.
+    pub current: bool,
+}
+
+/// A request was accepted; its effect (an email) happens later, if at all.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: &'static str,
+    /// What happens next.
+    pub detail: &'static str,
+}
+
+/// `POST /api/auth/password-reset/request`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The account's address.
+    pub email: String,
+}
+
+/// `POST /api/auth/password-reset/confirm`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirm {
+    /// The token from the email link.
+    pub token: String,
+    /// The new password.
+    pub new_password: String,
+}
+
+/// `POST /api/auth/verify-email/confirm`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfirm {
+    /// The token from the email link.
+    pub token: String,
+}
+
+/// `POST /api/auth/mfa/setup`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MfaSetup {
+    /// The TOTP secret, base32.
+    pub secret: String,
+    /// An `otpauth://` URI for authenticator apps (QR code).
+    pub otpauth_uri: String,
+}
+
+/// A TOTP code.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaCode {
+    /// Six digits from the authenticator app.
+    pub code: String,
+}
+
+/// `POST /api/auth/mfa/enable` answer: shown once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten single-use recovery codes.
+    pub recovery_codes: Vec<String>,
+}
+
+/// `POST /api/auth/mfa/disable`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaDisable {
+    /// The account password.
+    pub password: String,
+    /// A TOTP code or an unused recovery code.
+    pub code: String,
+}
+
+/// `POST /api/auth/mfa/verify`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaVerify {
+    /// The token from the login answer.
+    pub mfa_token: String,
+    /// A TOTP code or an unused recovery code.
+    pub code: String,
+}

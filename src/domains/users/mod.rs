@@ -1,0 +1,11 @@
+//! Accounts: who a user is (email, names, role, role-specific profile) and how it is validated.
+
+pub mod create_admin;
+pub mod import;
+pub mod password;
+pub mod profile;
+pub mod store;
+pub mod text;
+pub mod types;
+
+pub use types::{Email, Role, User, UserView};
