@@ -139,8 +139,6 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `MAX_BODY_BYTES`: default request body limit.
     pub max_body_bytes: usize,
-    /// `ADMIN_API_TOKEN`: the bearer token of the operator endpoints until admin users exist.
-    pub admin_api_token: Option<Secret>,
     /// Client address, rate limits, bans and connection limits (see `docs/edge.md`).
     pub edge: crate::edge::settings::EdgeSettings,
     /// Token lifetimes and password hashing.
@@ -371,7 +369,6 @@ impl Config {
             r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
         }
         let mail = mail::read(&mut r, env);
-        let admin_api_token = admin_api_token(&mut r);
         let edge = crate::edge::settings::read(&mut r);
         let auth = auth_settings(&mut r);
         let build = BuildInfo {
@@ -408,7 +405,6 @@ impl Config {
             request_timeout,
             shutdown_grace,
             max_body_bytes,
-            admin_api_token,
             edge,
             auth,
             build,
@@ -478,15 +474,6 @@ impl Config {
                     .admin_password
                     .as_ref()
                     .map_or_else(|| "(not set)".into(), |_| "[redacted]".into()),
-            ),
-            (
-                "ADMIN_API_TOKEN",
-                if self.admin_api_token.is_some() {
-                    "[redacted]"
-                } else {
-                    "(not set)"
-                }
-                .into(),
             ),
         ]
         .into_iter()
@@ -612,22 +599,6 @@ fn development_key(data_dir: &std::path::Path) -> std::io::Result<Secret> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(Secret::new(key))
-}
-
-fn admin_api_token(r: &mut Reader<'_>) -> Option<Secret> {
-    let token = r.raw("ADMIN_API_TOKEN")?;
-    if token.len() < MIN_SECRET_BYTES {
-        r.problem(
-            "ADMIN_API_TOKEN",
-            format!(
-                "is {} bytes; at least {MIN_SECRET_BYTES} are required",
-                token.len()
-            ),
-            "the output of `openssl rand -hex 32`",
-        );
-        return None;
-    }
-    Some(Secret::new(token))
 }
 
 fn redis_url(r: &mut Reader<'_>) -> Option<Secret> {

@@ -23,7 +23,7 @@ use crate::error::{FieldError, Problem, PROBLEM_JSON};
     components(schemas(Problem, FieldError)),
     tags(
         (name = "health", description = "Probes, health and status"),
-        (name = "admin", description = "Operator endpoints (ADMIN_API_TOKEN bearer token)")
+        (name = "admin", description = "Admin only: users, audit trail, rate limits and bans")
     )
 )]
 pub struct ApiDoc;
@@ -40,10 +40,6 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 .bearer_format("JWT")
                 .build(),
         ),
-    );
-    components.add_security_scheme(
-        "adminToken",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
     let problem = ResponseBuilder::new()
         .description("An error, as an RFC 9457 problem document")

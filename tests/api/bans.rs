@@ -3,10 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    helpers::{
-        assert_problem, base_vars, config_from, redis_url, with_admin, Backend, TestApp, TestDb,
-        ADMIN_TOKEN,
-    },
+    helpers::{assert_problem, base_vars, config_from, redis_url, Backend, TestApp, TestDb},
     on_both_backends,
 };
 
@@ -52,7 +49,7 @@ async fn probing_scanner_paths_gets_the_client_banned_with_a_403_and_retry_after
 }
 
 async fn bans_escalate_from_one_minute_to_ten_and_lifting_keeps_the_strike(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(PROBING)).await;
+    let app = TestApp::spawn_with(backend, PROBING).await;
     probe_until_banned(&app).await;
     // The operator is banned too (same address), so list through the state's store.
     let bans = app.state.edge.bans.list().await.unwrap();
@@ -89,11 +86,11 @@ async fn repeated_429s_get_the_client_banned(backend: Backend) {
 }
 
 async fn an_operator_can_ban_an_address_by_hand_and_lift_it(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    let app = TestApp::spawn_with(backend, &[]).await;
     let res = app
         .client
         .post(app.url("/api/admin/bans"))
-        .bearer_auth(ADMIN_TOKEN)
+        .bearer_auth(app.admin_token().await)
         .json(&serde_json::json!({"ip": "203.0.113.9", "reason": "credential stuffing"}))
         .send()
         .await
@@ -111,7 +108,7 @@ async fn an_operator_can_ban_an_address_by_hand_and_lift_it(backend: Backend) {
     let lifted = app
         .client
         .delete(app.url("/api/admin/bans/203.0.113.9"))
-        .bearer_auth(ADMIN_TOKEN)
+        .bearer_auth(app.admin_token().await)
         .send()
         .await
         .unwrap();
@@ -123,11 +120,11 @@ async fn an_operator_can_ban_an_address_by_hand_and_lift_it(backend: Backend) {
 }
 
 async fn lifting_an_address_that_is_not_banned_is_a_404(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    let app = TestApp::spawn_with(backend, &[]).await;
     let res = app
         .client
         .delete(app.url("/api/admin/bans/198.51.100.4"))
-        .bearer_auth(ADMIN_TOKEN)
+        .bearer_auth(app.admin_token().await)
         .send()
         .await
         .unwrap();
@@ -141,7 +138,7 @@ async fn post_ban(
 ) -> reqwest::Response {
     app.client
         .post(app.url("/api/admin/bans"))
-        .bearer_auth(ADMIN_TOKEN)
+        .bearer_auth(app.admin_token().await)
         .header("content-type", content_type)
         .body(body)
         .send()
@@ -150,7 +147,7 @@ async fn post_ban(
 }
 
 async fn a_ban_request_lists_every_invalid_field_in_one_422(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    let app = TestApp::spawn_with(backend, &[]).await;
     let body = serde_json::json!({"ip": "not-an-ip", "reason": "bell\u{7}"}).to_string();
     let problem = assert_problem(post_ban(&app, "application/json", body).await, 422).await;
     let fields: Vec<_> = problem["errors"]
@@ -163,19 +160,19 @@ async fn a_ban_request_lists_every_invalid_field_in_one_422(backend: Backend) {
 }
 
 async fn a_ban_request_that_is_not_json_is_a_415(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    let app = TestApp::spawn_with(backend, &[]).await;
     let res = post_ban(&app, "text/plain", r#"{"ip":"203.0.113.1","reason":"x"}"#).await;
     assert_problem(res, 415).await;
 }
 
 async fn a_ban_request_over_its_route_body_limit_is_a_413(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    let app = TestApp::spawn_with(backend, &[]).await;
     let body = serde_json::json!({"ip": "203.0.113.1", "reason": "x".repeat(5000)}).to_string();
     assert_problem(post_ban(&app, "application/json", body).await, 413).await;
 }
 
 async fn a_body_nested_too_deeply_is_a_400(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+    let app = TestApp::spawn_with(backend, &[]).await;
     let body = format!(
         r#"{{"ip":{}1{},"reason":"x"}}"#,
         "[".repeat(40),

@@ -133,6 +133,9 @@ pub fn base_vars(db: &TestDb) -> HashMap<String, String> {
             std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into()),
         ),
         ("LOG_FORMAT".into(), "pretty".into()),
+        // The per-IP `auth` policy (10/min) would trip flows that log in many times from one
+        // address; tests/api/rate_limits.rs sets it low where the limit itself is tested.
+        ("RATE_LIMIT_AUTH".into(), "100000/60".into()),
         // Keys of one test never meet another's in the shared Redis.
         (
             "REDIS_KEY_PREFIX".into(),
@@ -167,6 +170,7 @@ pub struct TestApp {
     pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    admin: tokio::sync::OnceCell<String>,
     /// The database; dropped after the server.
     pub db: TestDb,
 }
@@ -213,6 +217,7 @@ impl TestApp {
             backend,
             shutdown: Some(tx),
             server: Some(server),
+            admin: tokio::sync::OnceCell::new(),
             db,
         }
     }
@@ -302,23 +307,48 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> serde_json::
     body
 }
 
-/// The admin token test apps are given with [`with_admin`].
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
-
-/// `vars` plus `ADMIN_API_TOKEN`.
-pub fn with_admin<'a>(vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut all = vars.to_vec();
-    all.push(("ADMIN_API_TOKEN", ADMIN_TOKEN));
-    all
-}
-
 impl TestApp {
+    /// The bearer token of an admin made for this app without HTTP, so that making it spends no
+    /// rate-limit budget and works even when the test client is banned. Made once per app.
+    pub async fn admin_token(&self) -> String {
+        self.admin
+            .get_or_init(|| async {
+                let state = &self.state;
+                let email = format!("ops-{}@example.test", uuid::Uuid::new_v4().simple());
+                let id = autorisen::domains::users::create_admin::create_admin(
+                    &state.db,
+                    &email,
+                    "Ops",
+                    "Admin",
+                    crate::auth_helpers::PASSWORD,
+                )
+                .await
+                .expect("admin created");
+                let user = autorisen::domains::users::store::get(state.db.pool(), &id)
+                    .await
+                    .unwrap()
+                    .expect("admin exists");
+                let meta = autorisen::domains::audit::RequestMeta::cli();
+                let mut tx = state.db.pool().begin().await.unwrap();
+                let (sid, refresh) =
+                    autorisen::domains::auth::service::start_session(state, &mut tx, &user, &meta)
+                        .await
+                        .expect("session");
+                tx.commit().await.unwrap();
+                autorisen::domains::auth::service::token_response(state, &user, &sid, refresh)
+                    .expect("tokens")
+                    .access_token
+            })
+            .await
+            .clone()
+    }
+
     /// `GET path` as the operator, expecting 200, as JSON.
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
         let res = self
             .client
             .get(self.url(path))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(self.admin_token().await)
             .send()
             .await
             .expect("request sent");

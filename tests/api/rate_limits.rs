@@ -1,7 +1,7 @@
 //! Rate limits by route class: headers, 429, shadow mode, trusted proxies, the Redis backend.
 
 use crate::{
-    helpers::{assert_problem, redis_url, with_admin, Backend, TestApp},
+    helpers::{assert_problem, redis_url, Backend, TestApp},
     on_both_backends,
 };
 
@@ -18,7 +18,7 @@ on_both_backends!(
     with_redis_unreachable_the_limiter_fails_open_and_counts_the_failure,
     with_redis_unreachable_and_failing_closed_limited_routes_answer_503,
     the_ai_policy_limits_each_user_separately,
-    the_admin_endpoints_refuse_callers_without_the_admin_token,
+    the_admin_endpoints_refuse_anonymous_callers_and_non_admins,
 );
 
 fn t_of(ratelimit: &str) -> u64 {
@@ -117,10 +117,10 @@ async fn probes_and_docs_are_never_limited(backend: Backend) {
 async fn shadow_mode_refuses_nothing_but_counts_what_it_would_have_refused(backend: Backend) {
     let app = TestApp::spawn_with(
         backend,
-        &with_admin(&[
+        &[
             ("RATE_LIMIT_MODE", "shadow"),
             ("RATE_LIMIT_GENERAL", "2/60"),
-        ]),
+        ],
     )
     .await;
     for i in 0..5 {
@@ -201,10 +201,10 @@ async fn through_a_trusted_proxy_each_forwarded_client_has_its_own_budget(backen
 
 async fn the_redis_backend_shares_one_budget_between_instances(backend: Backend) {
     let prefix = format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple());
-    let vars = with_admin(&[
+    let vars = vec![
         ("RATE_LIMIT_GENERAL", "4/60"),
         ("REDIS_KEY_PREFIX", &prefix),
-    ]);
+    ];
     let redis = redis_url();
     let mut vars = vars;
     vars.push(("REDIS_URL", &redis));
@@ -230,10 +230,10 @@ async fn the_redis_backend_shares_one_budget_between_instances(backend: Backend)
 async fn with_redis_unreachable_the_limiter_fails_open_and_counts_the_failure(backend: Backend) {
     let app = TestApp::spawn_with(
         backend,
-        &with_admin(&[
+        &[
             ("REDIS_URL", "redis://127.0.0.1:1"),
             ("RATE_LIMIT_GENERAL", "100/60"),
-        ]),
+        ],
     )
     .await;
     let res = app.get("/api/status").await;
@@ -286,17 +286,22 @@ async fn the_ai_policy_limits_each_user_separately(backend: Backend) {
     );
 }
 
-async fn the_admin_endpoints_refuse_callers_without_the_admin_token(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &with_admin(&[])).await;
+async fn the_admin_endpoints_refuse_anonymous_callers_and_non_admins(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     assert_problem(app.get("/api/admin/rate-limits").await, 401).await;
-    let wrong = app
+    let customer = crate::auth_helpers::register_customer(&app).await;
+    for path in ["/api/admin/rate-limits", "/api/admin/bans"] {
+        let res = crate::auth_helpers::get_authed(&app, path, &customer.access).await;
+        assert_problem(res, 403).await;
+    }
+    let forged = app
         .client
         .get(app.url("/api/admin/bans"))
-        .bearer_auth("test-admin-token-0123456789abcdef0123456788")
+        .bearer_auth("not-a-token")
         .send()
         .await
         .unwrap();
-    assert_problem(wrong, 401).await;
-    let unconfigured = TestApp::spawn(backend).await;
-    assert_problem(unconfigured.get("/api/admin/bans").await, 403).await;
+    assert_problem(forged, 401).await;
+    let report = app.admin_get("/api/admin/rate-limits").await;
+    assert!(report["policies"].is_array(), "{report}");
 }

@@ -1,4 +1,4 @@
-//! `/api/admin/rate-limits` and `/api/admin/bans`: operators only ([`AdminAccess`]).
+//! `/api/admin/rate-limits` and `/api/admin/bans`: admins only ([`AdminUser`]).
 
 use axum::{
     extract::{DefaultBodyLimit, Path, State},
@@ -10,7 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     app::AppState,
     error::{AppError, Problem},
-    http::{admin_access::AdminAccess, json::AppJson},
+    http::{auth::AdminUser, json::AppJson},
 };
 
 use super::{
@@ -35,24 +35,21 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Each rate-limit policy, its mode, and its counts since this instance started.
 #[utoipa::path(get, path = "/api/admin/rate-limits", tag = "admin",
-    security(("adminToken" = [])),
+    security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Policies and counts", body = RateLimitReport),
         (status = 401, description = "No or a wrong admin token", body = Problem, content_type = "application/problem+json")))]
-async fn rate_limits(_: AdminAccess, State(state): State<AppState>) -> Json<RateLimitReport> {
+async fn rate_limits(_: AdminUser, State(state): State<AppState>) -> Json<RateLimitReport> {
     Json(service::rate_limits(&state))
 }
 
 /// The running bans.
 #[utoipa::path(get, path = "/api/admin/bans", tag = "admin",
-    security(("adminToken" = [])),
+    security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "Running bans", body = BanList),
         (status = 401, description = "No or a wrong admin token", body = Problem, content_type = "application/problem+json")))]
-async fn list_bans(
-    _: AdminAccess,
-    State(state): State<AppState>,
-) -> Result<Json<BanList>, AppError> {
+async fn list_bans(_: AdminUser, State(state): State<AppState>) -> Result<Json<BanList>, AppError> {
     Ok(Json(BanList {
         bans: service::bans(&state).await?,
     }))
@@ -60,7 +57,7 @@ async fn list_bans(
 
 /// Bans a client address by hand (escalating like automatic bans).
 #[utoipa::path(post, path = "/api/admin/bans", tag = "admin",
-    security(("adminToken" = [])),
+    security(("bearerAuth" = [])),
     request_body = NewBan,
     responses(
         (status = 201, description = "Banned", body = BanView),
@@ -69,7 +66,7 @@ async fn list_bans(
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, all listed", body = Problem, content_type = "application/problem+json")))]
 async fn create_ban(
-    _: AdminAccess,
+    _: AdminUser,
     State(state): State<AppState>,
     AppJson(new): AppJson<NewBan>,
 ) -> Result<(StatusCode, Json<BanView>), AppError> {
@@ -78,14 +75,14 @@ async fn create_ban(
 
 /// Lifts a ban now (the address keeps its strike level, so a next ban is longer).
 #[utoipa::path(delete, path = "/api/admin/bans/{ip}", tag = "admin",
-    security(("adminToken" = [])),
+    security(("bearerAuth" = [])),
     params(("ip" = String, Path, description = "The banned address")),
     responses(
         (status = 204, description = "Lifted"),
         (status = 401, description = "No or a wrong admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not banned", body = Problem, content_type = "application/problem+json")))]
 async fn lift_ban(
-    _: AdminAccess,
+    _: AdminUser,
     State(state): State<AppState>,
     Path(ip): Path<String>,
 ) -> Result<StatusCode, AppError> {

@@ -74,7 +74,6 @@ pub fn status(state: &AppState) -> Status {
     let config = &state.config;
     let features = BTreeMap::from([
         ("abuse_bans", config.edge.abuse.threshold > 0),
-        ("admin_api", config.admin_api_token.is_some()),
         ("auth", true),
         ("compression", true),
         ("cors", !config.cors_origins.is_empty()),
