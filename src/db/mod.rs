@@ -136,16 +136,24 @@ pub fn classify_error(e: sqlx::Error) -> AppError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => AppError::Unavailable(e.to_string()),
-        sqlx::Error::Database(db)
-            if db
-                .code()
-                .is_some_and(|c| c == "5" || c == "6" || c.starts_with("08")) =>
-        {
-            // SQLite BUSY/LOCKED, PostgreSQL connection exceptions (class 08).
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
             AppError::Unavailable(e.to_string())
         }
         _ => AppError::Internal(e.into()),
     }
+}
+
+/// Error codes that mean "try again later", not "bug": SQLite BUSY (5) and LOCKED (6);
+/// PostgreSQL connection exceptions (class 08), insufficient resources such as
+/// too_many_connections (class 53), and operator intervention such as a server shutting down or
+/// starting up (class 57P).
+fn is_unavailable_code(code: &str) -> bool {
+    // SQLite reports extended codes (517 is BUSY_SNAPSHOT): the primary code is the low byte.
+    // PostgreSQL SQLSTATEs are always five characters, so the two never collide.
+    if code.len() < 5 {
+        return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
 }
 
 #[cfg(test)]
@@ -159,6 +167,16 @@ mod tests {
         let prepared = prepare_sqlite_url(&url).unwrap();
         assert!(prepared.ends_with("/sub/app.db?mode=rwc"), "{prepared}");
         assert!(dir.path().join("sub").is_dir());
+    }
+
+    #[test]
+    fn busy_and_overloaded_databases_are_unavailable_not_internal_errors() {
+        for code in ["5", "6", "517", "262", "08006", "53300", "57P03"] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+        for code in ["23505", "42P01", "1", "19", "2067"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
     }
 
     #[test]

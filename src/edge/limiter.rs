@@ -30,6 +30,9 @@ pub enum LimitKey {
     Ip(IpAddr),
     /// A user id.
     User(Box<str>),
+    /// A target account of a credential route, as a digest of its normalised email (so no
+    /// address lands in Redis keys or the admin report).
+    Account(Box<str>),
 }
 
 impl LimitKey {
@@ -50,6 +53,7 @@ impl fmt::Display for LimitKey {
         match self {
             Self::Ip(ip) => write!(f, "ip:{ip}"),
             Self::User(id) => write!(f, "user:{id}"),
+            Self::Account(digest) => write!(f, "account:{digest}"),
         }
     }
 }
@@ -81,8 +85,8 @@ impl Verdict {
 pub struct Limiter {
     /// The policies, in header order.
     pub policies: Vec<Policy>,
-    /// Policy sets with their `RateLimit-Policy` value: general, general + auth, ai.
-    sets: [(Vec<usize>, Option<HeaderValue>); 3],
+    /// Policy sets with their `RateLimit-Policy` value: general, general + auth, ai, auth.
+    sets: [(Vec<usize>, Option<HeaderValue>); 4],
     memory: Vec<DashMap<LimitKey, u64>>,
     redis: Option<RedisLimiter>,
     fail_closed: bool,
@@ -106,6 +110,7 @@ impl Limiter {
             active(&[Class::General]),
             active(&[Class::General, Class::Auth]),
             active(&[Class::Ai]),
+            active(&[Class::Auth]),
         ];
         Self {
             memory: policies.iter().map(|_| DashMap::new()).collect(),
@@ -129,6 +134,12 @@ impl Limiter {
     /// The active per-user policies (the assistant's) and their `RateLimit-Policy` value.
     pub fn for_user(&self) -> (&[usize], Option<&HeaderValue>) {
         let (which, header) = &self.sets[2];
+        (which, header.as_ref())
+    }
+
+    /// The active `auth` policies, applied per target account of a credential route.
+    pub fn for_account(&self) -> (&[usize], Option<&HeaderValue>) {
+        let (which, header) = &self.sets[3];
         (which, header.as_ref())
     }
 

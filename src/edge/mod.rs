@@ -122,10 +122,43 @@ impl Edge {
     /// add to the answer, or the 429 answer itself. For the assistant's handlers.
     pub async fn check_user(&self, user_id: &str) -> Result<RateHeaders, Response> {
         let (which, policy) = self.limiter.for_user();
-        let verdict = self
-            .limiter
-            .check(which, &LimitKey::User(user_id.into()))
-            .await;
+        self.check_key(which, policy, LimitKey::User(user_id.into()))
+            .await
+    }
+
+    /// Spends one attempt against the target account of a credential route (login, register,
+    /// password reset) on the `auth` policies, so that an attacker spreading guesses over many
+    /// addresses still meets a per-account budget. `email` is hashed before use as a key.
+    pub async fn check_account(&self, email: &str) -> Result<(), crate::error::AppError> {
+        use sha2::Digest;
+        let digest = hex::encode(&sha2::Sha256::digest(email.trim().to_lowercase())[..12]);
+        let (which, policy) = self.limiter.for_account();
+        match self
+            .check_key(which, policy, LimitKey::Account(digest.into()))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(res) if res.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => Err(
+                crate::error::AppError::Unavailable("rate limits cannot be checked".into()),
+            ),
+            Err(res) => Err(crate::error::AppError::TooManyRequests {
+                retry_after: res
+                    .headers()
+                    .get(axum::http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(60),
+                detail: "Too many attempts for this account; retry later.".into(),
+            }),
+        }
+    }
+
+    async fn check_key(
+        &self,
+        which: &[usize],
+        policy: Option<&axum::http::HeaderValue>,
+        key: LimitKey,
+    ) -> Result<RateHeaders, Response> {
+        let verdict = self.limiter.check(which, &key).await;
         if verdict.unavailable {
             return Err(headers::retry_later(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -19,6 +19,7 @@ on_both_backends!(
     with_redis_unreachable_and_failing_closed_limited_routes_answer_503,
     the_ai_policy_limits_each_user_separately,
     the_admin_endpoints_refuse_anonymous_callers_and_non_admins,
+    the_auth_policy_also_limits_each_target_account_across_client_addresses,
 );
 
 fn t_of(ratelimit: &str) -> u64 {
@@ -304,4 +305,41 @@ async fn the_admin_endpoints_refuse_anonymous_callers_and_non_admins(backend: Ba
     assert_problem(forged, 401).await;
     let report = app.admin_get("/api/admin/rate-limits").await;
     assert!(report["policies"].is_array(), "{report}");
+}
+
+async fn the_auth_policy_also_limits_each_target_account_across_client_addresses(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_AUTH", "3/60"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await;
+    let login = |ip: String, email: &'static str| {
+        app.client
+            .post(app.url("/api/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&serde_json::json!({"email": email, "password": "wrong-password-123"}))
+            .send()
+    };
+    // Three guesses at one account from three addresses: each address is well within its budget.
+    for i in 1..=3 {
+        let res = login(format!("198.51.100.{i}"), "Target@Example.test")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "guess {i}");
+    }
+    // The fourth, from a fresh address and with the email spelt differently, meets the
+    // account's budget.
+    let refused = login("198.51.100.4".into(), " target@example.test")
+        .await
+        .unwrap();
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_problem(refused, 429).await;
+    // Another account is not affected.
+    let other = login("198.51.100.5".into(), "someone-else@example.test")
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 401);
 }

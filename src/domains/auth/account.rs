@@ -121,6 +121,7 @@ pub async fn change_password(
             lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
                 .await?;
         tx.commit().await?;
+        state.mail.wake();
         tokio::time::sleep(delay).await;
         return Err(AppError::invalid("current_password", "is incorrect"));
     }
@@ -148,6 +149,7 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    state.mail.wake();
     Ok(())
 }
 

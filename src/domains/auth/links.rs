@@ -126,6 +126,7 @@ pub async fn request_verification(
     )
     .await?;
     tx.commit().await?;
+    state.mail.wake();
     Ok(())
 }
 
@@ -155,6 +156,7 @@ pub async fn request_reset(
     meta: &RequestMeta,
     email: &str,
 ) -> Result<(), AppError> {
+    state.edge.check_account(email).await?;
     let Some(user) = super::service::user_by_email(state, email)
         .await?
         .filter(|u| u.is_active)
@@ -180,6 +182,7 @@ pub async fn request_reset(
     )
     .await?;
     tx.commit().await?;
+    state.mail.wake();
     Ok(())
 }
 
@@ -226,5 +229,6 @@ pub async fn confirm_reset(
     )
     .await?;
     tx.commit().await?;
+    state.mail.wake();
     Ok(())
 }

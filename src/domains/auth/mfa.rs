@@ -152,6 +152,7 @@ async fn check_code(
     let delay =
         lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::CODE).await?;
     tx.commit().await?;
+    state.mail.wake();
     tokio::time::sleep(delay).await;
     Err(AppError::Unauthorized(
         "The code is incorrect or was already used.".into(),
@@ -274,6 +275,7 @@ pub async fn disable(
         )
         .await?;
         tx.commit().await?;
+        state.mail.wake();
         tokio::time::sleep(delay).await;
         return Err(AppError::invalid("password", "is incorrect"));
     }

@@ -140,6 +140,7 @@ pub async fn register(
     meta: &RequestMeta,
     req: RegisterRequest,
 ) -> Result<TokenResponse, AppError> {
+    state.edge.check_account(&req.email).await?;
     let reg = validate(&req)?;
     let hash = state.auth.hasher.hash(&req.password).await?;
     let new = NewUser {
@@ -174,6 +175,7 @@ pub async fn register(
     links::queue_verification(state, &mut tx, &user).await?;
     let (sid, refresh) = start_session(state, &mut tx, &user, meta).await?;
     tx.commit().await?;
+    state.mail.wake();
     tracing::Span::current().record("user_id", user.id.as_str());
     token_response(state, &user, &sid, refresh)
 }
@@ -186,6 +188,7 @@ pub async fn login(
     email: &str,
     password_: &str,
 ) -> Result<(LoginResponse, Option<String>), AppError> {
+    state.edge.check_account(email).await?;
     let email = Email::parse(email).ok();
     let creds = match &email {
         Some(e) => store::credentials_by_email(state.db.pool(), e.as_str()).await?,
@@ -226,6 +229,7 @@ pub async fn login(
             lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
                 .await?;
         tx.commit().await?;
+        state.mail.wake();
         tokio::time::sleep(delay).await;
         return Err(bad_credentials());
     }
