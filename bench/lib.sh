@@ -2,6 +2,7 @@
 # Shared helpers for the bench scripts: tools, server start/stop, one wrk row.
 
 DURATION=${DURATION:-10}
+DURATION=${DURATION%s}
 BENCH_TMP=$(mktemp -d)
 trap 'stop_server; rm -rf "$BENCH_TMP"' EXIT
 

@@ -84,6 +84,17 @@ impl Db {
         &self.pool
     }
 
+    /// Starts a transaction that may write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails with
+    /// SQLITE_BUSY_SNAPSHOT, without waiting, when another connection wrote in between, whereas an
+    /// immediate one waits its turn under the busy timeout.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend

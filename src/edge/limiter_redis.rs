@@ -8,12 +8,13 @@ use crate::kv::Kv;
 
 use super::{gcra::Decision, limiter::LimitKey, policy::Policy};
 
-/// GCRA in milliseconds on Redis's own clock (so instances with skewed clocks agree).
+/// GCRA in microseconds on Redis's own clock (so instances with skewed clocks agree). Lua numbers
+/// are doubles: microseconds since 1970 stay exact (below 2^53) until the year 2255.
 /// ARGV holds `interval, window, enforced` per key; the reply holds `allowed, remaining, ms`
-/// per key. Nothing is spent when an enforced policy refuses.
+/// per key (times in microseconds). Nothing is spent when an enforced policy refuses.
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out, writes, refused = {}, {}, false
 for i, key in ipairs(KEYS) do
   local interval = tonumber(ARGV[3 * i - 2])
@@ -36,7 +37,7 @@ for i, key in ipairs(KEYS) do
 end
 if not refused then
   for _, w in ipairs(writes) do
-    redis.call('SET', w[1], w[2], 'PX', w[3])
+    redis.call('SET', w[1], string.format('%d', w[2]), 'PX', math.max(1, math.ceil(w[3] / 1000)))
   end
 end
 return out
@@ -69,7 +70,8 @@ impl RedisLimiter {
     ) -> anyhow::Result<Vec<Decision>> {
         let mut invocation = self.script.prepare_invoke();
         for p in policies {
-            let window = p.quota.window_secs * 1000;
+            // Microseconds, so quotas above 1000 per second per key keep their exact rate.
+            let window = p.quota.window_secs * 1_000_000;
             invocation
                 .key(format!("{}rl:{}:{key}", self.prefix, p.name))
                 .arg((window / p.quota.limit).max(1))
@@ -94,7 +96,7 @@ impl RedisLimiter {
                 allowed: c[0] == 1,
                 remaining: c[1].max(0) as u64,
                 reset_secs: (c[2].max(0) as u64)
-                    .div_ceil(1000)
+                    .div_ceil(1_000_000)
                     .max(u64::from(c[0] != 1)),
             })
             .collect())

@@ -113,27 +113,70 @@ pub async fn make_admin(app: &TestApp) -> Session {
     login_ok(app, &user.email, PASSWORD).await
 }
 
-/// The payloads of queued messages of `template` to `to`, oldest first.
+/// The messages of `template` sent to `to`, oldest first, as delivered: each is waited for
+/// (the test apps deliver to `.eml` files, see `helpers::base_vars`) and read back from its
+/// file, so a test sees what the recipient gets. `{"subject", "text", "link"}`.
 pub async fn outbox(app: &TestApp, template: &str, to: &str) -> Vec<Value> {
-    let rows = sqlx::query("SELECT payload FROM mail_outbox WHERE template = $1 AND recipient = $2 ORDER BY created_at, id")
-        .bind(template.to_owned())
-        .bind(to.to_owned())
-        .fetch_all(app.state.db.pool())
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| serde_json::from_str(&r.get::<String, _>("payload")).unwrap())
-        .collect()
+    let rows = sqlx::query(
+        "SELECT id FROM mail_outbox WHERE template = $1 AND recipient = $2 ORDER BY created_at, id",
+    )
+    .bind(template.to_owned())
+    .bind(to.to_owned())
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    let mut delivered = Vec::new();
+    for row in rows {
+        delivered.push(delivered_message(app, &row.get::<String, _>("id"), to).await);
+    }
+    delivered
 }
 
-/// The token in the newest queued link of `template` to `to`.
+/// Waits (at most 10 s) for the message with outbox id `id` to land in the app's mail folder.
+async fn delivered_message(app: &TestApp, id: &str, to: &str) -> Value {
+    let folder = app.mail_dir();
+    let needle = format!("Message-ID: <{id}@");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let raw = std::fs::read(entry.path()).unwrap_or_default();
+            if !String::from_utf8_lossy(&raw).contains(&needle) {
+                continue;
+            }
+            let message = crate::mail::parse(&raw);
+            let recipient = message
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address());
+            assert_eq!(recipient, Some(to), "delivered to the right address");
+            let text = message.body_text(0).unwrap_or_default().into_owned();
+            let link = text
+                .split_whitespace()
+                .find(|w| w.starts_with("http") && w.contains("token="))
+                .map(str::to_owned);
+            return serde_json::json!({
+                "subject": message.subject().unwrap_or_default(),
+                "text": text,
+                "link": link,
+            });
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "message {id} was not delivered to {}",
+            folder.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The token in the newest delivered link of `template` to `to`.
 pub async fn token_from_outbox(app: &TestApp, template: &str, to: &str) -> String {
-    let payloads = outbox(app, template, to).await;
-    let link = payloads
+    let messages = outbox(app, template, to).await;
+    let link = messages
         .last()
         .unwrap_or_else(|| panic!("no {template} mail to {to}"))["link"]
         .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("the {template} mail has no link"))
         .to_owned();
     let url = url::Url::parse(&link).unwrap();
     url.query_pairs()

@@ -136,6 +136,12 @@ pub fn base_vars(db: &TestDb) -> HashMap<String, String> {
         // The per-IP `auth` policy (10/min) would trip flows that log in many times from one
         // address; tests/api/rate_limits.rs sets it low where the limit itself is tested.
         ("RATE_LIMIT_AUTH".into(), "100000/60".into()),
+        // Mail is really delivered, to `.eml` files a test can read (`TestApp::mail_dir`).
+        (
+            "MAIL_TRANSPORT".into(),
+            format!("file://{}", db.dir().join("mail").display()),
+        ),
+        ("MAIL_POLL_INTERVAL_MS".into(), "50".into()),
         // Keys of one test never meet another's in the shared Redis.
         (
             "REDIS_KEY_PREFIX".into(),
@@ -220,6 +226,11 @@ impl TestApp {
             admin: tokio::sync::OnceCell::new(),
             db,
         }
+    }
+
+    /// The folder the default test configuration delivers mail to.
+    pub fn mail_dir(&self) -> std::path::PathBuf {
+        self.db.dir().join("mail")
     }
 
     /// The absolute URL of `path`.
@@ -329,7 +340,7 @@ impl TestApp {
                     .unwrap()
                     .expect("admin exists");
                 let meta = autorisen::domains::audit::RequestMeta::cli();
-                let mut tx = state.db.pool().begin().await.unwrap();
+                let mut tx = state.db.begin().await.unwrap();
                 let (sid, refresh) =
                     autorisen::domains::auth::service::start_session(state, &mut tx, &user, &meta)
                         .await

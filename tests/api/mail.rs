@@ -191,7 +191,7 @@ async fn the_file_transport_writes_a_parseable_eml_file(backend: Backend) {
 async fn with_the_default_log_transport_a_message_is_marked_sent_and_its_payload_cleared(
     backend: Backend,
 ) {
-    let app = TestApp::spawn_with(backend, &FAST).await;
+    let app = TestApp::spawn_with(backend, &vars(&[("MAIL_TRANSPORT", "log")])).await;
 
     queue(&app, &[verify("someone@example.test", "logged-token")]).await;
 

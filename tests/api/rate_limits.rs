@@ -20,6 +20,7 @@ on_both_backends!(
     the_ai_policy_limits_each_user_separately,
     the_admin_endpoints_refuse_anonymous_callers_and_non_admins,
     the_auth_policy_also_limits_each_target_account_across_client_addresses,
+    the_redis_backend_keeps_quotas_above_a_thousand_per_second_exact,
 );
 
 fn t_of(ratelimit: &str) -> u64 {
@@ -342,4 +343,31 @@ async fn the_auth_policy_also_limits_each_target_account_across_client_addresses
         .await
         .unwrap();
     assert_eq!(other.status(), 401);
+}
+
+/// Regression: the Redis script counted in milliseconds, so any quota above 1000 requests per
+/// second per key was silently cut to 1000 per second (a burst of 1000 instead of 3000 here).
+async fn the_redis_backend_keeps_quotas_above_a_thousand_per_second_exact(backend: Backend) {
+    let prefix = format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple());
+    let redis = redis_url();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_GENERAL", "3000/1"),
+            ("REDIS_URL", &redis),
+            ("REDIS_KEY_PREFIX", &prefix),
+        ],
+    )
+    .await;
+    let res = app.get("/api/status").await;
+    assert_eq!(res.status(), 200);
+    let state = TestApp::header(&res, "ratelimit");
+    let remaining: u64 = state
+        .split(";r=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no r in {state}"));
+    assert!((2990..=3010).contains(&remaining), "{state}");
+    assert_eq!(app.state.edge.limiter.backend(), "redis");
 }

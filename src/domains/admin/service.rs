@@ -70,7 +70,7 @@ pub async fn patch_user(
             "Admins cannot change their own role or status; ask another admin.".into(),
         ));
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let mut user = users::get(&mut *tx, id).await?.ok_or_else(not_found)?;
     let role = patch.role.unwrap_or(user.role);
     let active = patch.is_active.unwrap_or(user.is_active);
@@ -125,7 +125,7 @@ pub async fn revoke_sessions(
     admin: &User,
     id: &str,
 ) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     users::get(&mut *tx, id).await?.ok_or_else(not_found)?;
     let n = sessions::revoke_all(&mut tx, id, None, "revoked_by_admin").await?;
     users::bump_token_epoch(&mut *tx, id).await?;

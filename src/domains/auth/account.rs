@@ -1,11 +1,12 @@
 //! What a signed-in user does to their own account: profile, password, sessions, activity.
 
+use crate::http::validate as text;
 use crate::{
     app::AppState,
     db::types::from_micros,
     domains::{
         audit::{self, store::Filter, types::AuditEntry, Event, RequestMeta},
-        users::{password, profile, store, text, User},
+        users::{password, profile, store, User},
     },
     error::{AppError, FieldError},
     http::pagination::{Page, Pagination},
@@ -80,7 +81,7 @@ pub async fn save_profile(
     meta: &RequestMeta,
     user: &User,
 ) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     store::set_profile(&mut *tx, user).await?;
     audit::record(&mut tx, meta, Event::own(&user.id, "profile_updated")).await?;
     tx.commit().await?;
@@ -108,7 +109,7 @@ pub async fn change_password(
         .await?
         == Verified::No
     {
-        let mut tx = state.db.pool().begin().await?;
+        let mut tx = state.db.begin().await?;
         audit::record(
             &mut tx,
             meta,
@@ -131,7 +132,7 @@ pub async fn change_password(
     )
     .map_err(|e| AppError::invalid("new_password", e))?;
     let hash = state.auth.hasher.hash(&req.new_password).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     store::set_password_hash(&mut *tx, &user.id, &hash).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, Some(sid), "password_changed").await?;
     audit::record(
@@ -180,7 +181,7 @@ pub async fn delete_session(
     user: &User,
     id: &str,
 ) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     if !sessions::revoke(&mut tx, id, &user.id, "revoked_by_user").await? {
         return Err(AppError::NotFound("No such session.".into()));
     }

@@ -117,7 +117,7 @@ pub async fn request_verification(
             "The email address is already verified.".into(),
         ));
     }
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     queue_verification(state, &mut tx, user).await?;
     audit::record(
         &mut tx,
@@ -136,7 +136,7 @@ pub async fn confirm_verification(
     meta: &RequestMeta,
     token: &str,
 ) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let Some(user_id) = holder(state, &mut tx, token, VERIFY).await? else {
         return Err(bad_token());
     };
@@ -163,7 +163,7 @@ pub async fn request_reset(
     else {
         return Ok(());
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let token = create(state, &mut tx, &user.id, RESET, RESET_MICROS).await?;
     let email = Email {
         to: user.email.clone(),
@@ -207,7 +207,7 @@ pub async fn confirm_reset(
     )
     .map_err(|e| AppError::Validation(vec![FieldError::new("new_password", e)]))?;
     let hash = state.auth.hasher.hash(new_password).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     if !consume(state, &mut tx, token).await? {
         return Err(bad_token());
     }

@@ -130,7 +130,7 @@ async fn check_code(
     secret: &str,
     code: &str,
 ) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let locked_until = mfa_state(&mut tx, &user.id).await?.locked_until;
     lockout::ensure_open(&mut tx, &user.id, locked_until).await?;
     let ok = if code.trim().len() == 6 && code.trim().bytes().all(|b| b.is_ascii_digit()) {
@@ -201,7 +201,7 @@ pub async fn enable(
     drop(conn);
     check_code(state, meta, user, &pending, code).await?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE users SET mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL, mfa_enabled = TRUE WHERE id = $1")
         .bind(user.id.clone())
         .execute(&mut *tx)
@@ -262,7 +262,7 @@ pub async fn disable(
         .await?
         == Verified::No
     {
-        let mut tx = state.db.pool().begin().await?;
+        let mut tx = state.db.begin().await?;
         let delay =
             lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
                 .await?;
@@ -280,7 +280,7 @@ pub async fn disable(
         return Err(AppError::invalid("password", "is incorrect"));
     }
     check_code(state, meta, user, &secret, code).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE users SET mfa_enabled = FALSE, mfa_secret = NULL, mfa_pending_secret = NULL WHERE id = $1")
         .bind(user.id.clone())
         .execute(&mut *tx)
@@ -321,7 +321,7 @@ pub async fn verify(
         .ok_or_else(refused)?;
     drop(conn);
     check_code(state, meta, &user, &secret, code).await?;
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let tokens = service::finish_login(state, &mut tx, &user, meta, "password+mfa").await?;
     tx.commit().await?;
     Ok(tokens)

@@ -1,5 +1,6 @@
 //! The rules of registration, login, refresh and logout. Owns the transactions.
 
+use crate::http::validate as text;
 use chrono::Utc;
 
 use crate::{
@@ -11,7 +12,7 @@ use crate::{
         users::{
             password, profile,
             store::{self, NewUser},
-            text, Email, Role, User, UserView,
+            Email, Role, User, UserView,
         },
     },
     error::{AppError, FieldError},
@@ -154,7 +155,7 @@ pub async fn register(
         email_verified: false,
         created_at: now_micros(),
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     store::insert(&mut *tx, &new)
         .await
         .map_err(|e| match crate::db::classify_error(e) {
@@ -197,7 +198,7 @@ pub async fn login(
     if let Some(c) = &creds {
         let mut conn = state.db.pool().acquire().await?;
         if let Err(e) = lockout::ensure_open(&mut conn, &c.user.id, c.locked_until).await {
-            let mut tx = state.db.pool().begin().await?;
+            let mut tx = state.db.begin().await?;
             audit::record(&mut tx, meta, login_failed(&c.user.id, "locked")).await?;
             tx.commit().await?;
             return Err(e);
@@ -209,7 +210,7 @@ pub async fn login(
         .verify(creds.as_ref().map(|c| c.password_hash.as_str()), password_)
         .await?;
     let Some(creds) = creds else {
-        let mut tx = state.db.pool().begin().await?;
+        let mut tx = state.db.begin().await?;
         let event = Event {
             actor: None,
             action: "login",
@@ -223,7 +224,7 @@ pub async fn login(
     };
     let user = creds.user;
     if verified == Verified::No {
-        let mut tx = state.db.pool().begin().await?;
+        let mut tx = state.db.begin().await?;
         audit::record(&mut tx, meta, login_failed(&user.id, "wrong_password")).await?;
         let delay =
             lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
@@ -234,7 +235,7 @@ pub async fn login(
         return Err(bad_credentials());
     }
     if !user.is_active {
-        let mut tx = state.db.pool().begin().await?;
+        let mut tx = state.db.begin().await?;
         audit::record(&mut tx, meta, login_failed(&user.id, "inactive")).await?;
         tx.commit().await?;
         return Err(bad_credentials());
@@ -243,7 +244,7 @@ pub async fn login(
         Verified::YesRehash => Some(state.auth.hasher.hash(password_).await?),
         _ => None,
     };
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     if let Some(hash) = &upgraded {
         store::set_password_hash(&mut *tx, &user.id, hash).await?;
         audit::record(
@@ -312,7 +313,7 @@ pub async fn refresh(
     let refused =
         || AppError::Unauthorized("The refresh token is invalid, expired or already used.".into());
     let hash = opaque::sha256_hex(token);
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let Some(p) = sessions::find_refresh(&mut tx, &hash).await? else {
         return Err(refused());
     };
@@ -361,7 +362,7 @@ pub async fn logout(
     user: &User,
     sid: &str,
 ) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     sessions::revoke(&mut tx, sid, &user.id, "logout").await?;
     audit::record(
         &mut tx,
@@ -375,7 +376,7 @@ pub async fn logout(
 
 /// Ends every session of the user.
 pub async fn logout_all(state: &AppState, meta: &RequestMeta, user: &User) -> Result<(), AppError> {
-    let mut tx = state.db.pool().begin().await?;
+    let mut tx = state.db.begin().await?;
     let n = sessions::revoke_all(&mut tx, &user.id, None, "logout_all").await?;
     audit::record(
         &mut tx,

@@ -70,7 +70,7 @@ pub async fn bans(state: &AppState) -> Result<Vec<BanView>, AppError> {
 pub async fn ban(state: &AppState, new: NewBan) -> Result<BanView, AppError> {
     let mut v = Validator::new();
     let ip = v.ip("ip", &new.ip);
-    let reason = v.text("reason", &new.reason, 1, 200).to_owned();
+    let reason = v.text("reason", &new.reason, 1, 200);
     v.finish()?;
     let ip = ip.expect("validated");
     let ban = state

@@ -1,6 +1,7 @@
 //! `autorisen create-admin`: the only way, besides another admin, to make an admin. No default
 //! account exists.
 
+use crate::http::validate as text;
 use crate::{
     db::{
         types::{new_id, now_micros},
@@ -16,7 +17,7 @@ use crate::{
 use super::{
     password, profile,
     store::{self, NewUser},
-    text, Email, Role,
+    Email, Role,
 };
 
 /// Creates an admin account; returns its id. Refuses a weak password or a taken email.
@@ -49,7 +50,7 @@ pub async fn create_admin(
         email_verified: false,
         created_at: now_micros(),
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if let Err(e) = store::insert(&mut *tx, &user).await {
         return Err(match crate::db::classify_error(e) {
             AppError::Conflict(_) => anyhow::anyhow!(

@@ -6,6 +6,7 @@
 //! The original system let anyone register as ADMIN, so an exported ADMIN role is not trusted:
 //! such users come in as customers (and are listed) unless `--trust-admin-role` is given.
 
+use crate::http::validate as text;
 use std::{collections::HashMap, io::BufRead, path::Path};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -18,7 +19,7 @@ use crate::{
 use super::{
     profile,
     store::{self, NewUser},
-    text, Email, Role,
+    Email, Role,
 };
 
 /// How many rows share one transaction.
@@ -242,7 +243,7 @@ pub async fn run(db: &Db, path: &Path, options: &Options) -> anyhow::Result<Repo
     let meta = RequestMeta::cli();
     let mut report = Report::default();
     for (n, chunk) in rows.chunks(BATCH).enumerate() {
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         for (line, raw) in chunk {
             let parsed = raw.clone().and_then(|raw| to_user(&raw, options));
             let (user, demoted) = match parsed {

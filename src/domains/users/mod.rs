@@ -5,7 +5,6 @@ pub mod import;
 pub mod password;
 pub mod profile;
 pub mod store;
-pub mod text;
 pub mod types;
 
 pub use types::{Email, Role, User, UserView};

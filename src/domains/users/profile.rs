@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use crate::error::FieldError;
 
-use super::{text, Role};
+use super::Role;
+use crate::http::validate as text;
 
 /// A customer's business.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
