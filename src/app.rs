@@ -24,9 +24,22 @@ use crate::{
     openapi::ApiDoc,
 };
 
-/// Everything a handler may need. Cheap to clone.
+/// Everything a handler may need: one `Arc`, so the per-request clones axum makes cost a single
+/// reference-count increment. Fields are reached through `Deref` (`state.db`, `state.config`).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Services {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The database pool.
@@ -89,7 +102,7 @@ impl App {
         let edge = Edge::new(&config.edge, kv.clone(), db.clone());
         edge.spawn_upkeep(config.edge.abuse.sync_every);
         let auth = crate::domains::auth::Auth::new(&config);
-        let state = AppState {
+        let state = AppState(Arc::new(Services {
             auth,
             config: Arc::new(config),
             db,
@@ -99,7 +112,7 @@ impl App {
             started_at: Utc::now(),
             web_app: web.is_some(),
             mail,
-        };
+        }));
         let router = router(state.clone(), web);
         Ok(Self { state, router })
     }
