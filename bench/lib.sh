@@ -34,7 +34,8 @@ start_server() {
   else
     local name="autorisen_bench_$RANDOM"
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
-    url="postgres://postgres@127.0.0.1:5432/$name"
+    # Loopback: no TLS, as a local database is normally reached (Heroku's URLs ask for TLS).
+    url="postgres://postgres@127.0.0.1:5432/$name?sslmode=disable"
   fi
   SERVER_PORT=$(free_port)
   env AUTORISEN_ENV=test SECRET_KEY=bench-only-0123456789abcdef0123456789abcdef \
