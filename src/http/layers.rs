@@ -19,14 +19,14 @@ use crate::{config::Config, edge::Edge, error::problem_response};
 use super::{
     client::TrustedProxies,
     cors,
-    middleware::{problem_bodies, record_route, request_context, RequestContext, ResponseStamp},
-    security::{security_headers, SecurityHeaders},
+    middleware::{record_route, request_context, RequestContext, ResponseStamp},
+    security::SecurityHeaders,
 };
 
 /// Wraps the assembled router in the shared stack. From the inside out: route recording, body
-/// limit, timeout, compression, the edge guard (shedding, bans, rate limits), CORS, problem
-/// bodies, panic catching, security headers, and the request context (client address, request
-/// id, access log) outermost.
+/// limit, timeout, compression, the edge guard (shedding, bans, rate limits), CORS, panic
+/// catching, and the request context outermost (client address, request id, access log, problem
+/// bodies, security and app headers).
 pub fn apply(router: Router, config: &Config, edge: &Edge) -> Router {
     let context = RequestContext {
         stamp: ResponseStamp::new(
@@ -38,20 +38,16 @@ pub fn apply(router: Router, config: &Config, edge: &Edge) -> Router {
             config.edge.trusted_proxies.clone(),
             config.edge.forward_header,
         ),
+        security: SecurityHeaders {
+            hsts: config.is_https(),
+        },
     };
     // The stack wraps the router as ONE service. `Router::layer` would instead wrap every route
     // separately, boxing each layer into a route of its own, so that every middleware cloned the
     // whole boxed chain beneath it on every request (measured: a fifth of the CPU of `/health`).
     let stack = ServiceBuilder::new()
         .layer(from_fn_with_state(context, request_context))
-        .layer(from_fn_with_state(
-            SecurityHeaders {
-                hsts: config.is_https(),
-            },
-            security_headers,
-        ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn(problem_bodies))
         .layer(cors::layer(&config.cors_origins))
         .layer(from_fn_with_state(
             edge.clone(),

@@ -15,15 +15,19 @@ use crate::error::{default_detail, problem_response};
 use super::{
     client::{ClientAddr, TrustedProxies},
     request_id::{self, REQUEST_ID_HEADER},
+    security::{secure, SecurityHeaders},
 };
 
-/// What the outermost middleware needs: the response stamp and the trusted proxies.
+/// What the outermost middleware needs: the response stamp, the trusted proxies and the
+/// security-header policy.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The app headers.
     pub stamp: ResponseStamp,
     /// Whose forwarding headers resolve the client address.
     pub proxies: TrustedProxies,
+    /// Whether HSTS is sent.
+    pub security: SecurityHeaders,
 }
 
 /// Values stamped on every response (`X-App-Version`, `X-App-Commit`, `X-App-Env`).
@@ -56,7 +60,9 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/health" | "/alive" | "/ready" | "/api/health")
 }
 
-/// Outermost middleware: client address, request id, span, access log line and the app headers.
+/// Outermost middleware, one layer for what every response needs: client address, request id,
+/// span, access log line, problem bodies for layer-made errors, security and app headers. (Each
+/// separate middleware layer costs about 5% of the throughput of a trivial route.)
 pub async fn request_context(
     State(ctx): State<RequestContext>,
     mut req: Request,
@@ -86,9 +92,20 @@ pub async fn request_context(
         user_id = Empty,
     );
 
-    let mut response = request_id::scope(request_id.clone(), next.run(req))
-        .instrument(span.clone())
-        .await;
+    let credentialed = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key(header::COOKIE);
+    // Error bodies are made inside the scope, so that they carry the request id.
+    let mut response = request_id::scope(request_id.clone(), async move {
+        problem_body(next.run(req).await)
+    })
+    .instrument(span.clone())
+    .await;
+    secure(
+        ctx.security,
+        credentialed,
+        path.starts_with("/api/"),
+        &mut response,
+    );
 
     let route = response
         .extensions()
@@ -130,8 +147,7 @@ pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next
 
 /// Turns any error response without a document of its own (a 405 from the router, a 408 or
 /// 413 from a layer) into one, keeping its status and headers such as `Allow`.
-pub async fn problem_bodies(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+pub fn problem_body(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;

@@ -2,9 +2,7 @@
 //! depend on the caller's credentials.
 
 use axum::{
-    extract::{Request, State},
     http::{header, HeaderValue},
-    middleware::Next,
     response::Response,
 };
 
@@ -27,16 +25,9 @@ pub struct SecurityHeaders {
     pub hsts: bool,
 }
 
-/// Adds the security headers to every response.
-pub async fn security_headers(
-    State(policy): State<SecurityHeaders>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let credentialed = req.headers().contains_key(header::AUTHORIZATION)
-        || req.headers().contains_key(header::COOKIE);
-    let api = req.uri().path().starts_with("/api/");
-    let mut response = next.run(req).await;
+/// Adds the security headers to `response`. `credentialed`: the request carried
+/// `Authorization` or a cookie; `api`: its path is under `/api/`.
+pub fn secure(policy: SecurityHeaders, credentialed: bool, api: bool, response: &mut Response) {
     let html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -76,5 +67,4 @@ pub async fn security_headers(
     if (credentialed || api) && !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
-    response
 }
