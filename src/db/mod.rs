@@ -156,6 +156,12 @@ pub fn classify_error(e: sqlx::Error) -> AppError {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
             AppError::Unavailable(e.to_string())
         }
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "22021" || c == "22P02") => {
+            // PostgreSQL refuses a NUL character in text (22021) or an unreadable literal
+            // (22P02): values a client sent, so a 400, not a 500. SQLite stores them as is.
+            tracing::warn!(error = %e, "the database refused a value from the request");
+            AppError::BadRequest("A value in the request cannot be stored or searched for.".into())
+        }
         _ => AppError::Internal(e.into()),
     }
 }

@@ -166,6 +166,9 @@ pub fn is_auth(path: &str) -> bool {
         "/api/auth/login"
             | "/api/auth/register"
             | "/api/auth/mfa/verify"
+            | "/api/auth/mfa/enable"
+            | "/api/auth/mfa/disable"
+            | "/api/auth/v2/validate-email"
             | "/api/auth/v2/login"
             | "/api/auth/v2/register"
     ) || path.starts_with("/api/auth/password-reset/")

@@ -10,6 +10,8 @@ use crate::{
 };
 
 on_both_backends!(
+    enabling_mfa_needs_the_password_so_a_stolen_access_token_cannot_add_a_factor,
+    a_right_password_does_not_reset_the_count_of_wrong_mfa_codes,
     enabling_mfa_needs_a_right_code_and_answers_ten_recovery_codes,
     a_login_with_mfa_needs_a_code_and_each_totp_code_works_once,
     a_recovery_code_completes_a_login_once,
@@ -38,7 +40,7 @@ async fn with_mfa(app: &TestApp) -> (Session, String, Vec<String>) {
         app,
         "/api/auth/mfa/enable",
         &s.access,
-        &json!({"code": code(&secret, 0)}),
+        &json!({"password": PASSWORD, "code": code(&secret, 0)}),
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -75,7 +77,7 @@ async fn enabling_mfa_needs_a_right_code_and_answers_ten_recovery_codes(backend:
             &app,
             "/api/auth/mfa/enable",
             &s.access,
-            &json!({"code": "123456"}),
+            &json!({"password": PASSWORD, "code": "123456"}),
         )
         .await,
         409,
@@ -104,7 +106,7 @@ async fn enabling_mfa_needs_a_right_code_and_answers_ten_recovery_codes(backend:
             &app,
             "/api/auth/mfa/enable",
             &s.access,
-            &json!({"code": wrong}),
+            &json!({"password": PASSWORD, "code": wrong}),
         )
         .await,
         401,
@@ -114,7 +116,7 @@ async fn enabling_mfa_needs_a_right_code_and_answers_ten_recovery_codes(backend:
         &app,
         "/api/auth/mfa/enable",
         &s.access,
-        &json!({"code": code(secret, 0)}),
+        &json!({"password": PASSWORD, "code": code(secret, 0)}),
     )
     .await;
     let body: Value = res.json().await.unwrap();
@@ -222,4 +224,61 @@ async fn disabling_mfa_needs_the_password_and_a_code(backend: Backend) {
     let actions = audit_actions(&app, &s.user_id).await;
     assert!(actions.contains(&("mfa_enabled".into(), "success".into())));
     assert!(actions.contains(&("mfa_disabled".into(), "success".into())));
+}
+
+/// Regression (security review): with only an access token, an attacker could enrol an
+/// authenticator of their own and lock the owner out.
+async fn enabling_mfa_needs_the_password_so_a_stolen_access_token_cannot_add_a_factor(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let s = register_customer(&app).await;
+    let setup: Value = post_authed(&app, "/api/auth/mfa/setup", &s.access, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = setup["secret"].as_str().unwrap();
+    let without = post_authed(
+        &app,
+        "/api/auth/mfa/enable",
+        &s.access,
+        &json!({"code": code(secret, 0)}),
+    )
+    .await;
+    assert_problem(without, 422).await;
+    let wrong = post_authed(
+        &app,
+        "/api/auth/mfa/enable",
+        &s.access,
+        &json!({"password": "not-the-password-at-all", "code": code(secret, 0)}),
+    )
+    .await;
+    let body = assert_problem(wrong, 422).await;
+    assert_eq!(body["errors"][0]["field"], "password", "{body}");
+    let me: Value = get_authed(&app, "/api/auth/me", &s.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["mfa_enabled"], false, "MFA stays off");
+}
+
+/// Regression (security review): the password step reset the failure count, so someone with the
+/// password could try nine codes, log in again, and never be locked out.
+async fn a_right_password_does_not_reset_the_count_of_wrong_mfa_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (s, secret, _) = with_mfa(&app).await;
+    let wrong = if code(&secret, 0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..10 {
+        let token = mfa_token(&app, &s.email).await;
+        assert_eq!(verify(&app, &token, wrong).await.status(), 401);
+    }
+    let locked = login(&app, &s.email, PASSWORD).await;
+    assert!(locked.headers().contains_key("retry-after"));
+    assert_problem(locked, 429).await;
 }

@@ -10,6 +10,7 @@ use crate::{
 };
 
 on_both_backends!(
+    an_id_with_a_nul_character_is_a_client_error_not_a_500,
     refresh_rotates_the_pair_and_the_spent_token_is_refused,
     a_spent_refresh_token_replayed_after_the_grace_revokes_the_whole_session,
     a_spent_refresh_token_replayed_within_the_grace_is_refused_without_revoking,
@@ -312,4 +313,24 @@ async fn activity_shows_own_security_events_newest_first_paginated(backend: Back
         .await
         .unwrap();
     assert_eq!(theirs["total"], 1);
+}
+
+/// Regression (security review): PostgreSQL refuses NUL in text, which surfaced as a 500.
+async fn an_id_with_a_nul_character_is_a_client_error_not_a_500(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = register_customer(&app).await;
+    let res = authed(&app, Method::DELETE, "/api/auth/sessions/a%00b", &s.access)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    assert!(status == 400 || status == 404, "{status}");
+    assert_problem(res, status).await;
+    let admin = app.admin_token().await;
+    let res = authed(&app, Method::GET, "/api/admin/users?q=a%00b", &admin)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    assert!(status == 200 || status == 400, "{status}");
 }

@@ -27,7 +27,7 @@ use crate::{
 use super::{
     account, mfa,
     types::{
-        ChangePasswordRequest, MfaCode, MfaDisable, MfaSetup, RecoveryCodes, SessionView,
+        ChangePasswordRequest, MfaDisable, MfaEnable, MfaSetup, RecoveryCodes, SessionView,
         UpdateMeRequest,
     },
 };
@@ -138,18 +138,19 @@ async fn mfa_setup(
 }
 
 /// Turns MFA on with a first code; answers the recovery codes (shown once).
-#[utoipa::path(post, path = "/api/auth/mfa/enable", tag = "auth", security(("bearerAuth" = [])), request_body = MfaCode, responses(
+#[utoipa::path(post, path = "/api/auth/mfa/enable", tag = "auth", security(("bearerAuth" = [])), request_body = MfaEnable, responses(
     (status = 200, description = "MFA is on", body = RecoveryCodes),
+    (status = 422, description = "Wrong password", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Not signed in, or a wrong code", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "No pending setup, or already on", body = Problem, content_type = "application/problem+json")))]
 async fn mfa_enable(
     State(state): State<AppState>,
     meta: RequestMeta,
     me: AuthUser,
-    AppJson(req): AppJson<MfaCode>,
+    AppJson(req): AppJson<MfaEnable>,
 ) -> Result<AppJson<RecoveryCodes>, AppError> {
     Ok(AppJson(
-        mfa::enable(&state, &meta, &me.user, &req.code).await?,
+        mfa::enable(&state, &meta, &me.user, &req.password, &req.code).await?,
     ))
 }
 

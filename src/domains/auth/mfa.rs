@@ -188,6 +188,7 @@ pub async fn enable(
     state: &AppState,
     meta: &RequestMeta,
     user: &User,
+    password: &str,
     code: &str,
 ) -> Result<RecoveryCodes, AppError> {
     if user.mfa_enabled {
@@ -199,13 +200,24 @@ pub async fn enable(
         .pending
         .ok_or_else(|| AppError::Conflict("Call /api/auth/mfa/setup first.".into()))?;
     drop(conn);
+    // Whoever holds only a stolen access token must not be able to add a factor of their own.
+    confirm_password(state, meta, user, password, "mfa_enabled").await?;
     check_code(state, meta, user, &pending, code).await?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE users SET mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL, mfa_enabled = TRUE WHERE id = $1")
+    // Conditional, so that of two concurrent enables only one takes the pending secret: the
+    // other must not leave MFA on without a secret.
+    let enabled = sqlx::query("UPDATE users SET mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL, mfa_enabled = TRUE WHERE id = $1 AND mfa_enabled = FALSE AND mfa_pending_secret = $2")
         .bind(user.id.clone())
+        .bind(pending.clone())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+    if enabled != 1 {
+        return Err(AppError::Conflict(
+            "MFA was enabled by another request.".into(),
+        ));
+    }
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user.id.clone())
         .execute(&mut *tx)
@@ -237,6 +249,44 @@ fn new_recovery_code() -> String {
     s
 }
 
+/// Re-authentication before a change of factors (ASVS 6.x): checks `password`, counting a wrong
+/// one towards the lockout like a failed login, and audits it under `action`.
+async fn confirm_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &User,
+    password: &str,
+    action: &str,
+) -> Result<(), AppError> {
+    let creds = store::credentials_by_id(state.db.pool(), &user.id)
+        .await?
+        .ok_or_else(service::bad_credentials)?;
+    if state
+        .auth
+        .hasher
+        .verify(Some(&creds.password_hash), password)
+        .await?
+        != Verified::No
+    {
+        return Ok(());
+    }
+    let mut tx = state.db.begin().await?;
+    let delay =
+        lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD).await?;
+    audit::record(
+        &mut tx,
+        meta,
+        Event::own(&user.id, action)
+            .failed()
+            .with(serde_json::json!({"reason": "wrong_password"})),
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail.wake();
+    tokio::time::sleep(delay).await;
+    Err(AppError::invalid("password", "is incorrect"))
+}
+
 /// Turns MFA off after checking the password and a code.
 pub async fn disable(
     state: &AppState,
@@ -245,9 +295,6 @@ pub async fn disable(
     password: &str,
     code: &str,
 ) -> Result<(), AppError> {
-    let creds = store::credentials_by_id(state.db.pool(), &user.id)
-        .await?
-        .ok_or_else(service::bad_credentials)?;
     let mut conn = state.db.pool().acquire().await?;
     let mfa = mfa_state(&mut conn, &user.id).await?;
     drop(conn);
@@ -255,30 +302,7 @@ pub async fn disable(
         .secret
         .filter(|_| user.mfa_enabled)
         .ok_or_else(|| AppError::Conflict("MFA is not enabled.".into()))?;
-    if state
-        .auth
-        .hasher
-        .verify(Some(&creds.password_hash), password)
-        .await?
-        == Verified::No
-    {
-        let mut tx = state.db.begin().await?;
-        let delay =
-            lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
-                .await?;
-        audit::record(
-            &mut tx,
-            meta,
-            Event::own(&user.id, "mfa_disabled")
-                .failed()
-                .with(serde_json::json!({"reason": "wrong_password"})),
-        )
-        .await?;
-        tx.commit().await?;
-        state.mail.wake();
-        tokio::time::sleep(delay).await;
-        return Err(AppError::invalid("password", "is incorrect"));
-    }
+    confirm_password(state, meta, user, password, "mfa_disabled").await?;
     check_code(state, meta, user, &secret, code).await?;
     let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE users SET mfa_enabled = FALSE, mfa_secret = NULL, mfa_pending_secret = NULL WHERE id = $1")
@@ -308,6 +332,11 @@ pub async fn verify(
         .keys
         .verify(mfa_token, MFA_TYPE)
         .ok_or_else(refused)?;
+    // Codes guessed from many addresses still meet one budget per account.
+    state
+        .edge
+        .check_account(&format!("mfa:{}", claims.sub))
+        .await?;
     let user = store::get(state.db.pool(), &claims.sub)
         .await?
         .ok_or_else(refused)?;

@@ -254,7 +254,6 @@ pub async fn login(
         )
         .await?;
     }
-    lockout::record_success(&mut tx, &user.id).await?;
     if user.mfa_enabled {
         audit::record(
             &mut tx,
@@ -270,6 +269,9 @@ pub async fn login(
         };
         return Ok((LoginResponse::Mfa(challenge), None));
     }
+    // With MFA on, the failure count is reset only once the code is right too (`mfa::verify`):
+    // resetting it here would let a holder of the password retry codes forever.
+    lockout::record_success(&mut tx, &user.id).await?;
     let tokens = finish_login(state, &mut tx, &user, meta, "password").await?;
     tx.commit().await?;
     let refresh = tokens.refresh_token.clone();

@@ -172,6 +172,17 @@ pub struct MfaCode {
     pub code: String,
 }
 
+/// `POST /api/auth/mfa/enable`: the password again (a change of factors needs it), and a first
+/// code from the pending secret.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaEnable {
+    /// The account password.
+    pub password: String,
+    /// Six digits from the authenticator app.
+    pub code: String,
+}
+
 /// `POST /api/auth/mfa/enable` answer: shown once.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecoveryCodes {
