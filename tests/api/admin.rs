@@ -18,6 +18,7 @@ on_both_backends!(
     revoking_a_users_sessions_ends_every_one_of_them,
     an_admin_cannot_change_their_own_role_and_unknown_fields_are_422,
     the_audit_trail_filters_by_actor_action_target_and_time,
+    a_users_activity_shows_admin_changes_without_the_admins_address,
 );
 
 async fn patch(app: &TestApp, token: &str, id: &str, body: Value) -> reqwest::Response {
@@ -331,4 +332,34 @@ async fn the_audit_trail_filters_by_actor_action_target_and_time(backend: Backen
     assert_eq!(page["total"], 1, "{page}");
     let res = get_authed(&app, "/api/admin/audit?from=yesterday", &admin.access).await;
     assert_problem(res, 400).await;
+}
+
+/// Regression (security review): the user's own activity showed the admin's IP and browser.
+async fn a_users_activity_shows_admin_changes_without_the_admins_address(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = make_admin(&app).await;
+    let user = register_customer(&app).await;
+    let res = patch(
+        &app,
+        &admin.access,
+        &user.user_id,
+        json!({"role": "developer"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let relogged = login_ok(&app, &user.email, PASSWORD).await;
+    let page: Value = get_authed(&app, "/api/auth/activity", &relogged.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().expect("items");
+    let change = items
+        .iter()
+        .find(|e| e["action"] == "user_role_changed")
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(change["ip"], "", "{change}");
+    assert_eq!(change["user_agent"], "", "{change}");
+    let own = items.iter().find(|e| e["action"] == "register").unwrap();
+    assert_ne!(own["ip"], "", "the user's own events keep their address");
 }

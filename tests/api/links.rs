@@ -16,6 +16,8 @@ on_both_backends!(
     the_verification_link_confirms_the_email_once,
     a_new_verification_link_can_be_requested_until_verified,
     a_reset_token_cannot_verify_an_email,
+    a_password_change_retires_open_reset_links,
+    a_reset_link_does_nothing_for_a_deactivated_account,
 );
 
 async fn request_reset(app: &TestApp, email: &str) -> reqwest::Response {
@@ -174,4 +176,45 @@ async fn a_reset_token_cannot_verify_an_email(backend: Backend) {
     assert_problem(res, 422).await;
     let verify = token_from_outbox(&app, "verify_email", &s.email).await;
     assert_problem(confirm_reset(&app, &verify, NEW_PASSWORD).await, 422).await;
+}
+
+/// Regression (security review): a link sent before a password change could change it again.
+async fn a_password_change_retires_open_reset_links(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = register_customer(&app).await;
+    request_reset(&app, &s.email).await;
+    let token = token_from_outbox(&app, "password_reset", &s.email).await;
+    let changed = post_authed(
+        &app,
+        "/api/auth/change-password",
+        &s.access,
+        &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+    assert_eq!(changed.status(), 204);
+    let stale = confirm_reset(&app, &token, "another-quiet-harbor-lantern-93").await;
+    assert!(stale.status().is_client_error(), "{}", stale.status());
+    assert_eq!(login(&app, &s.email, NEW_PASSWORD).await.status(), 200);
+}
+
+/// Regression (security review): a reset link still worked on a deactivated account.
+async fn a_reset_link_does_nothing_for_a_deactivated_account(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let s = register_customer(&app).await;
+    request_reset(&app, &s.email).await;
+    let token = token_from_outbox(&app, "password_reset", &s.email).await;
+    let admin = app.admin_token().await;
+    let off = authed(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/admin/users/{}", s.user_id),
+        &admin,
+    )
+    .json(&json!({"is_active": false}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(off.status(), 200);
+    let res = confirm_reset(&app, &token, "another-quiet-harbor-lantern-93").await;
+    assert!(res.status().is_client_error(), "{}", res.status());
 }

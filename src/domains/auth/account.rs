@@ -134,6 +134,7 @@ pub async fn change_password(
     let hash = state.auth.hasher.hash(&req.new_password).await?;
     let mut tx = state.db.begin().await?;
     store::set_password_hash(&mut *tx, &user.id, &hash).await?;
+    super::links::retire_resets(&mut tx, &user.id).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, Some(sid), "password_changed").await?;
     audit::record(
         &mut tx,
@@ -206,7 +207,14 @@ pub async fn activity(
         actions_in: Some(SECURITY_ACTIONS),
         ..Filter::default()
     };
-    let (items, total) =
+    let (mut items, total) =
         audit::store::list(state.db.pool(), &filter, page.limit(), page.offset()).await?;
+    // Events an admin caused are shown, but not the admin's address or browser.
+    for item in &mut items {
+        if item.actor_id.as_deref() != Some(user.id.as_str()) {
+            item.ip.clear();
+            item.user_agent.clear();
+        }
+    }
     Ok(page.wrap(items, total))
 }

@@ -26,6 +26,23 @@ fn link(state: &AppState, path: &str, token: &str) -> String {
     format!("{base}{path}?token={token}")
 }
 
+/// Marks every unused token of `purpose` held by `user_id` as used.
+async fn retire(conn: &mut AnyConnection, user_id: &str, purpose: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
+        .bind(now_micros())
+        .bind(user_id.to_owned())
+        .bind(purpose.to_owned())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Retires the open password-reset links of `user_id`: a password changed another way must not
+/// leave an older link able to change it again.
+pub async fn retire_resets(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    retire(conn, user_id, RESET).await
+}
+
 /// Makes a new token for `purpose`, retiring earlier unused ones of the same purpose.
 async fn create(
     state: &AppState,
@@ -34,13 +51,8 @@ async fn create(
     purpose: &str,
     ttl: i64,
 ) -> Result<String, AppError> {
+    retire(conn, user_id, purpose).await?;
     let now = now_micros();
-    sqlx::query("UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL")
-        .bind(now)
-        .bind(user_id.to_owned())
-        .bind(purpose.to_owned())
-        .execute(&mut *conn)
-        .await?;
     let token = opaque::new_token();
     sqlx::query("INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(state.auth.keys.email_link_hash(&token))
@@ -199,6 +211,7 @@ pub async fn confirm_reset(
     };
     let user = store::get(&mut *conn, &user_id)
         .await?
+        .filter(|u| u.is_active)
         .ok_or_else(bad_token)?;
     drop(conn);
     password::check(
