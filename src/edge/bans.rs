@@ -9,6 +9,7 @@ use crate::db::types::now_micros;
 
 use super::{
     ban_store::{Ban, BanStore},
+    limiter::client_network,
     settings::AbuseSettings,
 };
 
@@ -33,6 +34,7 @@ impl Bans {
 
     /// Seconds left on `ip`'s ban, if it is banned. No I/O: this runs on every request.
     pub fn retry_after(&self, ip: IpAddr) -> Option<u64> {
+        let ip = client_network(ip);
         let until = *self.local.get(&ip)?;
         let left = until - now_micros();
         (left > 0).then(|| (left as u64).div_ceil(1_000_000))
@@ -40,6 +42,7 @@ impl Bans {
 
     /// Bans `ip` for the duration its strike level calls for; a running ban is left as it is.
     pub async fn ban(&self, ip: IpAddr, reason: &str) -> Ban {
+        let ip = client_network(ip);
         let now = now_micros();
         let previous = self.store.get(ip).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "ban store unavailable; banning on this instance only");
@@ -71,6 +74,7 @@ impl Bans {
 
     /// Ends `ip`'s ban now (its strike level is kept); false when it was not banned.
     pub async fn lift(&self, ip: IpAddr) -> anyhow::Result<bool> {
+        let ip = client_network(ip);
         let now = now_micros();
         self.local.remove(&ip);
         let Some(mut ban) = self.store.get(ip).await?.filter(|b| b.until > now) else {

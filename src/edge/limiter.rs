@@ -35,16 +35,23 @@ pub enum LimitKey {
     Account(Box<str>),
 }
 
+/// The network one client controls: an IPv4 address itself, an IPv6 address's /64 (one
+/// subscriber usually holds a whole /64, so per-address keys would be trivial to rotate). Limits,
+/// bans, abuse scores and in-flight caps all key on it.
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+        v4 => v4,
+    }
+}
+
 impl LimitKey {
     /// The key of a client address.
     pub fn ip(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                Self::Ip(IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0]))
-            }
-            v4 => Self::Ip(v4),
-        }
+        Self::Ip(client_network(ip))
     }
 }
 

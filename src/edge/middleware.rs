@@ -16,7 +16,7 @@ use super::{
     abuse::{PROBE_POINTS, RATE_LIMITED_POINTS},
     conn::Full,
     headers::{self, RateHeaders},
-    limiter::LimitKey,
+    limiter::{client_network, LimitKey},
     policy::{is_auth, is_exempt, is_probe},
     Edge,
 };
@@ -27,10 +27,12 @@ pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Respon
     if is_exempt(path) {
         return next.run(req).await;
     }
-    let ip = req
-        .extensions()
-        .get::<ClientAddr>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0);
+    // One client's network (an IPv6 /64), so rotating addresses within it escapes nothing.
+    let ip = client_network(
+        req.extensions()
+            .get::<ClientAddr>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0),
+    );
     let _in_flight = match edge.conn.enter(ip) {
         Ok(permit) => permit,
         Err(Full::Instance) => {

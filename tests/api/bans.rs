@@ -19,6 +19,7 @@ on_both_backends!(
     a_body_nested_too_deeply_is_a_400,
     a_ban_made_by_one_instance_is_honoured_by_another_sharing_the_database,
     a_ban_made_by_one_instance_is_honoured_by_another_sharing_redis,
+    an_ipv6_ban_covers_the_clients_whole_slash_64,
 );
 
 const PROBING: &[(&str, &str)] = &[("ABUSE_BAN_THRESHOLD", "10")];
@@ -232,4 +233,42 @@ async fn a_ban_made_by_one_instance_is_honoured_by_another_sharing_redis(backend
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(b.state.edge.bans.list().await.unwrap()[0].level, 1);
+}
+
+/// Regression (security review): bans keyed on the full IPv6 address were escaped by moving to
+/// another address of the same /64, which one subscriber usually holds.
+async fn an_ipv6_ban_covers_the_clients_whole_slash_64(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let res = app
+        .client
+        .post(app.url("/api/admin/bans"))
+        .bearer_auth(app.admin_token().await)
+        .json(&serde_json::json!({"ip": "2001:db8:1:2::5", "reason": "stuffing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let from = |ip: &'static str| {
+        app.client
+            .get(app.url("/api/status"))
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    assert_problem(from("2001:db8:1:2::99").await.unwrap(), 403).await;
+    assert_eq!(
+        from("2001:db8:1:3::1").await.unwrap().status(),
+        200,
+        "another /64"
+    );
+    let list = app.admin_get("/api/admin/bans").await;
+    assert_eq!(list["bans"][0]["ip"], "2001:db8:1:2::", "{list}");
+    let lifted = app
+        .client
+        .delete(app.url("/api/admin/bans/2001:db8:1:2::abcd"))
+        .bearer_auth(app.admin_token().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    assert_eq!(from("2001:db8:1:2::99").await.unwrap().status(), 200);
 }
