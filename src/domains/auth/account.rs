@@ -10,7 +10,6 @@ use crate::{
     },
     error::{AppError, FieldError},
     http::pagination::{Page, Pagination},
-    mail::{self, Email, Template},
 };
 
 use super::{
@@ -134,7 +133,6 @@ pub async fn change_password(
     let hash = state.auth.hasher.hash(&req.new_password).await?;
     let mut tx = state.db.begin().await?;
     store::set_password_hash(&mut *tx, &user.id, &hash).await?;
-    super::links::retire_resets(&mut tx, &user.id).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, Some(sid), "password_changed").await?;
     audit::record(
         &mut tx,
@@ -142,14 +140,7 @@ pub async fn change_password(
         Event::own(&user.id, "password_changed").with(serde_json::json!({"sessions_ended": ended})),
     )
     .await?;
-    mail::enqueue(
-        &mut tx,
-        &Email {
-            to: user.email.clone(),
-            template: Template::PasswordChanged,
-        },
-    )
-    .await?;
+    super::links::password_changed(&mut tx, user).await?;
     tx.commit().await?;
     state.mail.wake();
     Ok(())

@@ -37,10 +37,18 @@ async fn retire(conn: &mut AnyConnection, user_id: &str, purpose: &str) -> Resul
     Ok(())
 }
 
-/// Retires the open password-reset links of `user_id`: a password changed another way must not
-/// leave an older link able to change it again.
-pub async fn retire_resets(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
-    retire(conn, user_id, RESET).await
+/// What follows any password change, in its transaction: open reset links are retired (an older
+/// link must not change the password again) and the owner is sent a notice.
+pub async fn password_changed(conn: &mut AnyConnection, user: &User) -> Result<(), sqlx::Error> {
+    retire(conn, &user.id, RESET).await?;
+    mail::enqueue(
+        conn,
+        &Email {
+            to: user.email.clone(),
+            template: Template::PasswordChanged,
+        },
+    )
+    .await
 }
 
 /// Makes a new token for `purpose`, retiring earlier unused ones of the same purpose.
@@ -233,14 +241,7 @@ pub async fn confirm_reset(
     }
     .with(serde_json::json!({"sessions_ended": ended}));
     audit::record(&mut tx, meta, event).await?;
-    mail::enqueue(
-        &mut tx,
-        &Email {
-            to: user.email.clone(),
-            template: Template::PasswordChanged,
-        },
-    )
-    .await?;
+    password_changed(&mut tx, &user).await?;
     tx.commit().await?;
     state.mail.wake();
     Ok(())

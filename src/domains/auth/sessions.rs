@@ -1,5 +1,7 @@
 //! The SQL of sessions and their refresh tokens.
 
+use std::sync::LazyLock;
+
 use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::{
@@ -82,17 +84,21 @@ pub struct Live {
     pub expires_at: i64,
 }
 
+/// The query of [`live`], built once: it runs on every authenticated request.
+static LIVE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {USER_COLUMNS}, s.revoked_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.id = $1 AND s.user_id = $2"
+    )
+});
+
 /// Looks up session `sid` of user `sub` with its user, for every authenticated request.
 pub async fn live<'c>(
     db: impl Executor<'c, Database = Any>,
     sid: &str,
     sub: &str,
 ) -> Result<Option<Live>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS}, s.revoked_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.id = $1 AND s.user_id = $2"
-    );
-    let Some(row) = sqlx::query(&sql)
+    let Some(row) = sqlx::query(&LIVE_SQL)
         .bind(sid.to_owned())
         .bind(sub.to_owned())
         .fetch_optional(db)

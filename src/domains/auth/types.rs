@@ -164,14 +164,6 @@ pub struct MfaSetup {
     pub otpauth_uri: String,
 }
 
-/// A TOTP code.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MfaCode {
-    /// Six digits from the authenticator app.
-    pub code: String,
-}
-
 /// `POST /api/auth/mfa/enable`: the password again (a change of factors needs it), and a first
 /// code from the pending secret.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
