@@ -1,19 +1,23 @@
-//! Application state, router assembly, and serving with graceful shutdown.
+//! The assembly: builds the state and the router from the domain registry, and serves with
+//! graceful shutdown.
 
 use std::{future::Future, sync::Arc, time::Instant};
 
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    config::Config,
+    config::{Config, ConfigErrors},
     db::{migrate, Db},
-    domains,
-    edge::Edge,
+    domains::{self, DOMAINS},
+    edge::{
+        policy::{RouteClass, RouteRule, RouteTable},
+        Edge,
+    },
     http::{
         layers,
         server::{self, ConnOptions},
@@ -22,42 +26,33 @@ use crate::{
     kv::Kv,
     mail::{self, Mailer},
     openapi::ApiDoc,
+    state::{AppState, Provided, Services},
 };
 
-/// Everything a handler may need: one `Arc`, so the per-request clones axum makes cost a single
-/// reference-count increment. Fields are reached through `Deref` (`state.db`, `state.config`).
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Services>);
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
+/// Reads the configuration, the platform's and every registered domain's, from `lookup`.
+pub fn load_config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    Config::from_lookup(lookup, &domains::settings())
 }
 
-/// What [`AppState`] holds.
-#[derive(Debug)]
-pub struct Services {
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// The database pool.
-    pub db: Db,
-    /// Redis, when configured.
-    pub kv: Option<Kv>,
-    /// Rate limits, bans and in-flight caps.
-    pub edge: Edge,
-    /// When this process started serving (for uptime).
-    pub started: Instant,
-    /// The same moment as a UTC date-time.
-    pub started_at: DateTime<Utc>,
-    /// Whether a built web app is being served at `/`.
-    pub web_app: bool,
-    /// Outgoing mail: call `mail.wake()` after committing a transaction that queued mail.
-    pub mail: Mailer,
-    /// Token keys and the password hasher.
-    pub auth: crate::domains::auth::Auth,
+/// Reads the configuration from the process environment (and `.env` in development).
+pub fn config_from_env() -> Result<Config, ConfigErrors> {
+    Config::from_env(&domains::settings())
+}
+
+/// The paths the assembly itself serves: the API documentation, exempt from the edge.
+const APP_ROUTES: &[RouteRule] = &[
+    RouteRule::exact("/openapi.json", RouteClass::Exempt),
+    RouteRule::subtree("/docs", RouteClass::Exempt),
+];
+
+/// Every route class declared by the assembly and the registered domains.
+pub fn route_table() -> RouteTable {
+    RouteTable::new(
+        APP_ROUTES
+            .iter()
+            .chain(DOMAINS.iter().flat_map(|d| d.route_classes))
+            .copied(),
+    )
 }
 
 /// A built application, ready to serve on any listener.
@@ -99,11 +94,14 @@ impl App {
             .transpose()?;
         let mail = Mailer::new(&config.mail, config.env)?;
         let web = web::WebDist::find(config.web_dist_dir.clone());
-        let edge = Edge::new(&config.edge, kv.clone(), db.clone());
+        let edge = Edge::new(&config.edge, kv.clone(), db.clone(), route_table());
         edge.spawn_upkeep(config.edge.abuse.sync_every);
-        let auth = crate::domains::auth::Auth::new(&config);
-        let state = AppState(Arc::new(Services {
-            auth,
+        let mut provided = Provided::default();
+        for domain in DOMAINS {
+            (domain.provide)(&config, &mut provided)
+                .map_err(|e| e.context(format!("starting the {} domain", domain.name)))?;
+        }
+        let state = AppState::new(Services {
             config: Arc::new(config),
             db,
             kv,
@@ -112,7 +110,9 @@ impl App {
             started_at: Utc::now(),
             web_app: web.is_some(),
             mail,
-        }));
+            provided,
+            features: DOMAINS.iter().map(|d| d.features).collect(),
+        });
         let router = router(state.clone(), web);
         Ok(Self { state, router })
     }
@@ -187,13 +187,27 @@ pub async fn shutdown_signal() {
 
 /// Assembles every domain's routes, the docs and the web app, inside the shared layers.
 fn router(state: AppState, web: Option<Arc<web::WebDist>>) -> Router {
-    let (api_router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(domains::routes())
-        .split_for_parts();
+    let api_routes = DOMAINS
+        .iter()
+        .fold(OpenApiRouter::with_openapi(ApiDoc::openapi()), |r, d| {
+            r.merge((d.routes)())
+        });
+    let (api_router, api) = api_routes.split_for_parts();
     let api = crate::openapi::finish(api);
     let app = api_router
         .with_state(state.clone())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
-        .fallback_service(Router::new().fallback(web::fallback).with_state(web));
+        .fallback_service(
+            Router::new()
+                .fallback(web::fallback)
+                .with_state(web::Site::new(web, reserved_paths(&state))),
+        );
     layers::apply(app, &state.config, &state.edge)
+}
+
+/// Paths the web app never answers for: the API, and every exempt path (probes, docs).
+fn reserved_paths(state: &AppState) -> Vec<&'static str> {
+    let mut paths = vec!["/api"];
+    paths.extend(state.edge.routes().paths(RouteClass::Exempt));
+    paths
 }

@@ -118,7 +118,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// Loads the configuration or exits 2 with every problem listed.
 fn with_config(f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
-    match Config::from_env() {
+    match crate::app::config_from_env() {
         Ok(config) => f(config),
         Err(errors) => {
             eprint!("{errors}");
@@ -186,7 +186,10 @@ async fn create_admin_command(
     last_name: String,
 ) -> anyhow::Result<()> {
     telemetry::init(config.log_format, &config.log_level);
-    let password = match &config.auth.admin_password {
+    let password = match &config
+        .domain::<crate::domains::auth::settings::AuthSettings>()
+        .admin_password
+    {
         Some(p) => p.expose().to_owned(),
         None => {
             let first = rpassword::prompt_password("Password for the new admin: ")?;

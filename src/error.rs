@@ -237,8 +237,36 @@ pub fn default_detail(status: StatusCode) -> &'static str {
     }
 }
 
+/// Maps a database error to the HTTP edge: unique violations are 409, an unreachable database is
+/// 503, anything else is an internal error.
+pub fn classify_error(e: sqlx::Error) -> AppError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            AppError::Conflict("A record with these values already exists.".into())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => AppError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| crate::db::is_unavailable_code(&c)) =>
+        {
+            AppError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "22021" || c == "22P02") => {
+            // PostgreSQL refuses a NUL character in text (22021) or an unreadable literal
+            // (22P02): values a client sent, so a 400, not a 500. SQLite stores them as is.
+            tracing::warn!(error = %e, "the database refused a value from the request");
+            AppError::BadRequest("A value in the request cannot be stored or searched for.".into())
+        }
+        _ => AppError::Internal(e.into()),
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        crate::db::classify_error(e)
+        classify_error(e)
     }
 }

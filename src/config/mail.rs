@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use lettre::message::Mailbox;
 use url::Url;
 
-use super::{Environment, Reader, Secret};
+use super::reader::{Environment, Reader, Secret};
 
 const TRANSPORT_EXAMPLE: &str = "smtps://apikey:SECRET@smtp.example.com:465";
 const FROM_EXAMPLE: &str = "CapeControl <no-reply@capecontrol.co.za>";
@@ -334,14 +334,11 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
-        let mut r = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
+        let mut r = Reader::new(&lookup);
         let s = read(&mut r, env);
         (
             s,
-            r.problems
+            r.into_problems()
                 .into_iter()
                 .map(|p| format!("{}: {}", p.var, p.problem))
                 .collect(),

@@ -14,8 +14,6 @@ use sqlx::{
     AnyPool, Executor,
 };
 
-use crate::error::AppError;
-
 /// The backend behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -142,35 +140,11 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     }
 }
 
-/// Maps a database error to the HTTP edge: unique violations are 409, an unreachable database is
-/// 503, anything else is an internal error.
-pub fn classify_error(e: sqlx::Error) -> AppError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            AppError::Conflict("A record with these values already exists.".into())
-        }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => AppError::Unavailable(e.to_string()),
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
-            AppError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "22021" || c == "22P02") => {
-            // PostgreSQL refuses a NUL character in text (22021) or an unreadable literal
-            // (22P02): values a client sent, so a 400, not a 500. SQLite stores them as is.
-            tracing::warn!(error = %e, "the database refused a value from the request");
-            AppError::BadRequest("A value in the request cannot be stored or searched for.".into())
-        }
-        _ => AppError::Internal(e.into()),
-    }
-}
-
 /// Error codes that mean "try again later", not "bug": SQLite BUSY (5) and LOCKED (6);
 /// PostgreSQL connection exceptions (class 08), insufficient resources such as
 /// too_many_connections (class 53), and operator intervention such as a server shutting down or
 /// starting up (class 57P).
-fn is_unavailable_code(code: &str) -> bool {
+pub fn is_unavailable_code(code: &str) -> bool {
     // SQLite reports extended codes (517 is BUSY_SNAPSHOT): the primary code is the low byte.
     // PostgreSQL SQLSTATEs are always five characters, so the two never collide.
     if code.len() < 5 {

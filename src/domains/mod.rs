@@ -1,21 +1,26 @@
-//! One folder per domain; each exposes `routes()` with its OpenAPI-annotated handlers.
+//! The registry: every domain, in one list. Each folder brings its routes, settings, route
+//! classes and features through its `DOMAIN` entry (see [`crate::domain::Domain`]).
 
 pub mod admin;
 pub mod audit;
 pub mod auth;
-pub mod edge;
 pub mod health;
+pub mod protection;
 pub mod users;
 
-use utoipa_axum::router::OpenApiRouter;
+use crate::{config::SettingsReader, domain::Domain};
 
-use crate::app::AppState;
+/// Every domain the application is assembled from, in route-merging order.
+pub const DOMAINS: &[Domain] = &[
+    health::DOMAIN,
+    protection::DOMAIN,
+    users::DOMAIN,
+    audit::DOMAIN,
+    auth::DOMAIN,
+    admin::DOMAIN,
+];
 
-/// Every domain's routes, merged.
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(health::routes())
-        .merge(edge::routes())
-        .merge(auth::routes())
-        .merge(admin::routes())
+/// The settings readers of every domain, for [`crate::config::Config::from_lookup`].
+pub fn settings() -> Vec<SettingsReader> {
+    DOMAINS.iter().filter_map(|d| d.settings).collect()
 }

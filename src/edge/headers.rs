@@ -10,27 +10,12 @@ use axum::{
 
 use crate::error::problem_response;
 
-use super::{limiter::Verdict, policy::Policy};
+use super::{policy::Policy, verdict::Verdict};
 
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// `RateLimit`.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-/// `"general";q=600;w=60, "auth";q=10;w=60` for the policies at `which`.
-pub fn policy_value(policies: &[Policy], which: &[usize]) -> Option<HeaderValue> {
-    let mut out = String::new();
-    for &i in which {
-        let p = &policies[i];
-        let sep = if out.is_empty() { "" } else { ", " };
-        let _ = write!(
-            out,
-            "{sep}\"{}\";q={};w={}",
-            p.name, p.quota.limit, p.quota.window_secs
-        );
-    }
-    HeaderValue::from_str(&out).ok().filter(|_| !out.is_empty())
-}
 
 /// `"general";r=599;t=1, …` for the decisions of a request.
 pub fn state_value(policies: &[Policy], verdict: &Verdict) -> Option<HeaderValue> {
@@ -78,18 +63,12 @@ impl IntoResponseParts for RateHeaders {
     }
 }
 
-/// 429 problem with `Retry-After` (never earlier than the `t` of a refusing policy).
-pub fn refused(headers: RateHeaders, policies: &[Policy], verdict: &Verdict) -> Response {
-    let retry = verdict.retry_after(policies);
-    let names: Vec<&str> = verdict
-        .decisions
-        .iter()
-        .filter(|(_, d)| !d.allowed)
-        .map(|(i, _)| policies[*i].name.as_str())
-        .collect();
+/// 429 problem with `Retry-After` (never earlier than the `t` of a refusing policy), naming
+/// the refusing policies.
+pub fn refused(headers: RateHeaders, policies: &[String], retry: u64) -> Response {
     let detail = format!(
         "Rate limit `{}` exceeded; retry in {retry} s.",
-        names.join("`, `")
+        policies.join("`, `")
     );
     let mut res = problem_response(StatusCode::TOO_MANY_REQUESTS, detail, None);
     headers.apply(&mut res);

@@ -6,7 +6,7 @@ use redis::Script;
 
 use crate::kv::Kv;
 
-use super::{gcra::Decision, limiter::LimitKey, policy::Policy};
+use super::{gcra::Decision, policy::Policy, verdict::LimitKey};
 
 /// GCRA in microseconds on Redis's own clock (so instances with skewed clocks agree). Lua numbers
 /// are doubles: microseconds since 1970 stay exact (below 2^53) until the year 2255.

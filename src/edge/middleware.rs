@@ -15,16 +15,17 @@ use crate::http::client::ClientAddr;
 use super::{
     abuse::{PROBE_POINTS, RATE_LIMITED_POINTS},
     conn::Full,
-    headers::{self, RateHeaders},
-    limiter::{client_network, LimitKey},
-    policy::{is_auth, is_exempt, is_probe},
-    Edge,
+    headers,
+    policy::{is_probe, RouteClass},
+    verdict::client_network,
+    Admission, Edge,
 };
 
 /// The middleware (see the module documentation).
 pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if is_exempt(path) {
+    let class = edge.routes().class_of(path);
+    if class == Some(RouteClass::Exempt) {
         return next.run(req).await;
     }
     // One client's network (an IPv6 /64), so rotating addresses within it escapes nothing.
@@ -61,29 +62,26 @@ pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Respon
             return banned(secs);
         }
     }
-    let limiter = &edge.limiter;
-    let (which, policy_header) = limiter.for_request(is_auth(path));
-    let verdict = limiter.check(which, &LimitKey::ip(ip)).await;
-    if verdict.unavailable {
-        return headers::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Rate limits cannot be checked right now; retry shortly.",
-            1,
-        );
+    if class == Some(RouteClass::Webhook) {
+        return next.run(req).await;
     }
-    let rate_headers = RateHeaders::new(policy_header, &limiter.policies, &verdict);
-    if verdict.refused {
+    let admission = edge.check_ip(ip, class == Some(RouteClass::Auth)).await;
+    if matches!(admission, Admission::Refused { .. }) {
         if let Some(secs) = edge
             .offend(ip, RATE_LIMITED_POINTS, "repeatedly over its rate limit")
             .await
         {
             return banned(secs);
         }
-        return headers::refused(rate_headers, &limiter.policies, &verdict);
     }
-    let mut response = next.run(req).await;
-    rate_headers.apply(&mut response);
-    response
+    match admission.into_response() {
+        Ok(rate_headers) => {
+            let mut response = next.run(req).await;
+            rate_headers.apply(&mut response);
+            response
+        }
+        Err(refusal) => refusal,
+    }
 }
 
 fn banned(secs: u64) -> Response {

@@ -1,6 +1,6 @@
 //! Edge protection: rate limits (shared through Redis when configured), abuse scoring with
 //! escalating bans, and in-flight caps. The HTTP side is [`middleware::guard`]; operators read
-//! the counters through `domains::edge`. See `docs/edge.md`.
+//! the counters through `domains::protection`. See `docs/edge.md`.
 
 mod abuse;
 pub mod ban_store;
@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod policy;
 pub mod settings;
 pub mod stats;
+pub mod verdict;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -29,6 +30,7 @@ use self::{
     headers::RateHeaders,
     limiter::{LimitKey, Limiter},
     limiter_redis::RedisLimiter,
+    policy::RouteTable,
     settings::EdgeSettings,
 };
 
@@ -44,6 +46,7 @@ pub struct Inner {
     pub bans: Bans,
     abuse: Abuse,
     conn: Arc<ConnGuard>,
+    routes: RouteTable,
 }
 
 impl std::ops::Deref for Edge {
@@ -61,8 +64,9 @@ impl std::fmt::Debug for Edge {
 }
 
 impl Edge {
-    /// The edge over Redis (`kv`) when configured, else process memory and the database.
-    pub fn new(settings: &EdgeSettings, kv: Option<Kv>, db: Db) -> Self {
+    /// The edge over Redis (`kv`) when configured, else process memory and the database, with
+    /// the route classes every domain declared.
+    pub fn new(settings: &EdgeSettings, kv: Option<Kv>, db: Db, routes: RouteTable) -> Self {
         let redis = kv
             .clone()
             .map(|kv| RedisLimiter::new(kv, &settings.redis_prefix, settings.redis_timeout));
@@ -82,6 +86,7 @@ impl Edge {
                 settings.conn.max_in_flight,
                 settings.conn.max_concurrent_per_ip,
             ),
+            routes,
         }))
     }
 
@@ -118,9 +123,10 @@ impl Edge {
         Some((left.max(1) as u64).div_ceil(1_000_000))
     }
 
-    /// Spends one request of user `user_id` on the per-user (`ai`) policies: the headers to
-    /// add to the answer, or the 429 answer itself. For the assistant's handlers.
-    pub async fn check_user(&self, user_id: &str) -> Result<RateHeaders, Response> {
+    /// Spends one request of user `user_id` on the per-user (`ai`) policies. For the
+    /// assistant's handlers, which turn a refusal into their own answer (or
+    /// [`Admission::into_response`]).
+    pub async fn check_user(&self, user_id: &str) -> Admission {
         let (which, policy) = self.limiter.for_user();
         self.check_key(which, policy, LimitKey::User(user_id.into()))
             .await
@@ -129,27 +135,19 @@ impl Edge {
     /// Spends one attempt against the target account of a credential route (login, register,
     /// password reset) on the `auth` policies, so that an attacker spreading guesses over many
     /// addresses still meets a per-account budget. `email` is hashed before use as a key.
-    pub async fn check_account(&self, email: &str) -> Result<(), crate::error::AppError> {
+    pub async fn check_account(&self, email: &str) -> Admission {
         use sha2::Digest;
         let digest = hex::encode(&sha2::Sha256::digest(email.trim().to_lowercase())[..12]);
         let (which, policy) = self.limiter.for_account();
-        match self
-            .check_key(which, policy, LimitKey::Account(digest.into()))
+        self.check_key(which, policy, LimitKey::Account(digest.into()))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(res) if res.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE => Err(
-                crate::error::AppError::Unavailable("rate limits cannot be checked".into()),
-            ),
-            Err(res) => Err(crate::error::AppError::TooManyRequests {
-                retry_after: res
-                    .headers()
-                    .get(axum::http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(60),
-                detail: "Too many attempts for this account; retry later.".into(),
-            }),
-        }
+    }
+
+    /// Spends one request of client network `ip` on the general policies, plus the `auth` ones
+    /// when `auth` is set.
+    pub async fn check_ip(&self, ip: IpAddr, auth: bool) -> Admission {
+        let (which, policy) = self.limiter.for_request(auth);
+        self.check_key(which, policy, LimitKey::ip(ip)).await
     }
 
     async fn check_key(
@@ -157,23 +155,70 @@ impl Edge {
         which: &[usize],
         policy: Option<&axum::http::HeaderValue>,
         key: LimitKey,
-    ) -> Result<RateHeaders, Response> {
+    ) -> Admission {
         let verdict = self.limiter.check(which, &key).await;
         if verdict.unavailable {
-            return Err(headers::retry_later(
+            return Admission::Unavailable;
+        }
+        let policies = &self.limiter.policies;
+        let headers = RateHeaders::new(policy, policies, &verdict);
+        if verdict.refused {
+            return Admission::Refused {
+                retry_after: verdict.retry_after(policies),
+                policies: verdict
+                    .decisions
+                    .iter()
+                    .filter(|(_, d)| !d.allowed)
+                    .map(|(i, _)| policies[*i].name.clone())
+                    .collect(),
+                headers,
+            };
+        }
+        Admission::Allowed(headers)
+    }
+
+    /// How each route is classed (exempt, auth, webhook).
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+}
+
+/// What the edge decided about one request: a value, which only the middleware (or a handler
+/// that wants its own answer) turns into a response.
+#[derive(Debug)]
+pub enum Admission {
+    /// Go ahead; put these headers on the answer.
+    Allowed(RateHeaders),
+    /// Over budget: retry after this many seconds.
+    Refused {
+        /// Seconds until every refusing enforced policy admits again.
+        retry_after: u64,
+        /// The names of the refusing policies.
+        policies: Vec<String>,
+        /// The rate-limit headers of the refusal.
+        headers: RateHeaders,
+    },
+    /// The shared limiter cannot be reached and the edge fails closed.
+    Unavailable,
+}
+
+impl Admission {
+    /// The standard answer: nothing for `Allowed`, a 429 or 503 problem with `Retry-After`.
+    // The error is the answer itself, sent as it is; nothing propagates it further.
+    #[allow(clippy::result_large_err)]
+    pub fn into_response(self) -> Result<RateHeaders, Response> {
+        match self {
+            Self::Allowed(headers) => Ok(headers),
+            Self::Refused {
+                retry_after,
+                policies,
+                headers,
+            } => Err(headers::refused(headers, &policies, retry_after)),
+            Self::Unavailable => Err(headers::retry_later(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "Rate limits cannot be checked right now; retry shortly.",
                 1,
-            ));
+            )),
         }
-        let rate_headers = RateHeaders::new(policy, &self.limiter.policies, &verdict);
-        if verdict.refused {
-            return Err(headers::refused(
-                rate_headers,
-                &self.limiter.policies,
-                &verdict,
-            ));
-        }
-        Ok(rate_headers)
     }
 }

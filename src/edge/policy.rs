@@ -1,6 +1,8 @@
 //! Rate-limit policies: classes of routes, their quotas and modes, and which paths they cover.
 
-use std::fmt;
+use std::fmt::{self, Write};
+
+use axum::http::HeaderValue;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -149,32 +151,113 @@ impl Policy {
     }
 }
 
-/// Probes, liveness, readiness and the docs: never limited, never banned, never shed.
-pub fn is_exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/health" | "/alive" | "/ready" | "/api/health" | "/openapi.json" | "/version.json"
-    ) || path == "/docs"
-        || path.starts_with("/docs/")
+/// `"general";q=600;w=60, "auth";q=10;w=60` for the policies at `which`.
+pub fn policy_value(policies: &[Policy], which: &[usize]) -> Option<HeaderValue> {
+    let mut out = String::new();
+    for &i in which {
+        let p = &policies[i];
+        let sep = if out.is_empty() { "" } else { ", " };
+        let _ = write!(
+            out,
+            "{sep}\"{}\";q={};w={}",
+            p.name, p.quota.limit, p.quota.window_secs
+        );
+    }
+    HeaderValue::from_str(&out).ok().filter(|_| !out.is_empty())
 }
 
-/// Whether `path` is one of the credential or code endpoints of the `auth` class.
-pub fn is_auth(path: &str) -> bool {
-    let path = path.strip_suffix('/').unwrap_or(path);
-    matches!(
-        path,
-        "/api/auth/login"
-            | "/api/auth/register"
-            | "/api/auth/mfa/verify"
-            | "/api/auth/mfa/enable"
-            | "/api/auth/mfa/disable"
-            | "/api/auth/v2/validate-email"
-            | "/api/auth/v2/login"
-            | "/api/auth/v2/register"
-    ) || path.starts_with("/api/auth/password-reset/")
-        || path == "/api/auth/password-reset"
-        || path.starts_with("/api/auth/verify-email/")
-        || path == "/api/auth/verify-email"
+/// How the edge treats a route, as its domain declares it (see [`RouteRule`]). Routes no rule
+/// names are `general`: limited per client IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// Probes, liveness, readiness and the docs: never limited, never banned, never shed, and
+    /// logged at debug level only.
+    Exempt,
+    /// Credential and code endpoints: the `auth` policies per client IP, on top of `general`.
+    Auth,
+    /// Signed notifications from payment providers: banned clients and in-flight caps apply,
+    /// per-IP rate limits do not (a provider retries in bursts from a few addresses).
+    Webhook,
+}
+
+/// One path, or a path and everything under it, and its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRule {
+    /// The path, without a trailing slash.
+    pub path: &'static str,
+    /// Whether the paths under `path` (`path/...`) are covered too.
+    pub subtree: bool,
+    /// The class.
+    pub class: RouteClass,
+}
+
+impl RouteRule {
+    /// Exactly `path`.
+    pub const fn exact(path: &'static str, class: RouteClass) -> Self {
+        Self {
+            path,
+            subtree: false,
+            class,
+        }
+    }
+
+    /// `path` and every path under it.
+    pub const fn subtree(path: &'static str, class: RouteClass) -> Self {
+        Self {
+            path,
+            subtree: true,
+            class,
+        }
+    }
+}
+
+/// Every domain's route rules, merged; looked up once per request.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    exact: std::collections::HashMap<&'static str, RouteClass>,
+    subtrees: Vec<(&'static str, RouteClass)>,
+}
+
+impl RouteTable {
+    /// A table of `rules`; a later rule for the same path wins.
+    pub fn new(rules: impl IntoIterator<Item = RouteRule>) -> Self {
+        let mut table = Self::default();
+        for rule in rules {
+            table.exact.insert(rule.path, rule.class);
+            if rule.subtree {
+                table.subtrees.push((rule.path, rule.class));
+            }
+        }
+        table
+    }
+
+    /// The class of `path` (one trailing slash ignored), if a rule names it.
+    pub fn class_of(&self, path: &str) -> Option<RouteClass> {
+        let path = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        if let Some(class) = self.exact.get(path) {
+            return Some(*class);
+        }
+        self.subtrees.iter().find_map(|(root, class)| {
+            path.strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/'))
+                .then_some(*class)
+        })
+    }
+
+    /// The paths of the rules of `class`.
+    pub fn paths(&self, class: RouteClass) -> Vec<&'static str> {
+        let mut paths: Vec<_> = self
+            .exact
+            .iter()
+            .filter(|(_, c)| **c == class)
+            .map(|(p, _)| *p)
+            .collect();
+        paths.sort_unstable();
+        paths
+    }
 }
 
 /// Paths only scanners ask for: asking raises the client's abuse score.
@@ -218,12 +301,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auth_paths_are_matched_by_prefix_where_they_have_children() {
-        assert!(is_auth("/api/auth/login"));
-        assert!(is_auth("/api/auth/password-reset/confirm"));
-        assert!(is_auth("/api/auth/verify-email/resend"));
-        assert!(!is_auth("/api/auth/logout"));
-        assert!(!is_auth("/api/auth/loginx"));
+    fn rules_match_their_path_and_only_a_subtree_rule_matches_below_it() {
+        let table = RouteTable::new([
+            RouteRule::exact("/api/auth/login", RouteClass::Auth),
+            RouteRule::subtree("/api/auth/password-reset", RouteClass::Auth),
+            RouteRule::subtree("/docs", RouteClass::Exempt),
+        ]);
+        assert_eq!(table.class_of("/api/auth/login"), Some(RouteClass::Auth));
+        assert_eq!(table.class_of("/api/auth/login/"), Some(RouteClass::Auth));
+        assert_eq!(
+            table.class_of("/api/auth/password-reset/confirm"),
+            Some(RouteClass::Auth)
+        );
+        assert_eq!(table.class_of("/docs/"), Some(RouteClass::Exempt));
+        assert_eq!(table.class_of("/api/auth/logout"), None);
+        assert_eq!(table.class_of("/api/auth/loginx"), None);
+        assert_eq!(table.class_of("/api/auth/login/x"), None);
+        assert_eq!(table.class_of("/"), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::Reader;
+use crate::config::reader::Reader;
 
 use super::policy::{Class, Mode, Policy, Quota};
 

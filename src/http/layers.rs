@@ -41,6 +41,7 @@ pub fn apply(router: Router, config: &Config, edge: &Edge) -> Router {
         security: SecurityHeaders {
             hsts: config.is_https(),
         },
+        edge: edge.clone(),
     };
     // The stack wraps the router as ONE service. `Router::layer` would instead wrap every route
     // separately, boxing each layer into a route of its own, so that every middleware cloned the

@@ -10,7 +10,10 @@ use axum::{
 };
 use tracing::{field::Empty, Instrument};
 
-use crate::error::{default_detail, problem_response};
+use crate::{
+    edge::{policy::RouteClass, Edge},
+    error::{default_detail, problem_response},
+};
 
 use super::{
     client::{ClientAddr, TrustedProxies},
@@ -28,6 +31,9 @@ pub struct RequestContext {
     pub proxies: TrustedProxies,
     /// Whether HSTS is sent.
     pub security: SecurityHeaders,
+    /// The edge, whose route table says which paths are logged at debug level only: the
+    /// exempt ones (probes, docs).
+    pub edge: Edge,
 }
 
 /// Values stamped on every response (`X-App-Version`, `X-App-Commit`, `X-App-Env`).
@@ -54,11 +60,6 @@ impl ResponseStamp {
 /// The route template a request matched, left on the response for the access log.
 #[derive(Debug, Clone)]
 pub struct RouteTemplate(pub String);
-
-/// Paths polled by load balancers and orchestrators; logged at debug level only.
-fn is_probe(path: &str) -> bool {
-    matches!(path, "/health" | "/alive" | "/ready" | "/api/health")
-}
 
 /// Outermost middleware, one layer for what every response needs: client address, request id,
 /// span, access log line, problem bodies for layer-made errors, security and app headers. (Each
@@ -115,7 +116,8 @@ pub async fn request_context(
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
-        if is_probe(&path) && status < 500 {
+        let quiet = ctx.edge.routes().class_of(&path) == Some(RouteClass::Exempt);
+        if quiet && status < 500 {
             tracing::debug!(%route, %path, status, latency_ms, %client, %peer, "request finished");
         } else {
             tracing::info!(%route, %path, status, latency_ms, %client, %peer, "request finished");

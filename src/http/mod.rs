@@ -1,6 +1,5 @@
 //! HTTP plumbing shared by every domain: extractors, middleware, the layer stack, the server.
 
-pub mod auth;
 pub mod client;
 pub mod cors;
 pub mod json;

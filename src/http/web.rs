@@ -12,17 +12,6 @@ use tower_http::services::ServeDir;
 
 use crate::error::{default_detail, problem_response};
 
-/// Paths owned by the service itself: never answered with the web app.
-const RESERVED: &[&str] = &[
-    "/api",
-    "/docs",
-    "/openapi.json",
-    "/health",
-    "/alive",
-    "/ready",
-    "/version.json",
-];
-
 /// A built front end found at start.
 #[derive(Debug)]
 pub struct WebDist {
@@ -38,13 +27,24 @@ impl WebDist {
     }
 }
 
-fn is_reserved(path: &str) -> bool {
-    RESERVED.iter().any(|r| {
-        path == *r
-            || path
-                .strip_prefix(r)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
+/// What the fallback serves: the web build, if any, around the paths the service owns.
+#[derive(Debug, Clone)]
+pub struct Site(Arc<(Option<Arc<WebDist>>, Vec<&'static str>)>);
+
+impl Site {
+    /// The web build `web`, never answering for `reserved` paths or anything under them.
+    pub fn new(web: Option<Arc<WebDist>>, reserved: Vec<&'static str>) -> Self {
+        Self(Arc::new((web, reserved)))
+    }
+
+    fn is_reserved(&self, path: &str) -> bool {
+        self.0 .1.iter().any(|r| {
+            path == *r
+                || path
+                    .strip_prefix(r)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
 }
 
 fn not_found() -> Response {
@@ -56,12 +56,12 @@ fn not_found() -> Response {
 }
 
 /// The router's fallback: reserved paths are 404 problems; the rest is the web app, if built.
-pub async fn fallback(State(web): State<Option<Arc<WebDist>>>, req: Request) -> Response {
+pub async fn fallback(State(site): State<Site>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    if is_reserved(&path) || !matches!(*req.method(), Method::GET | Method::HEAD) {
+    if site.is_reserved(&path) || !matches!(*req.method(), Method::GET | Method::HEAD) {
         return not_found();
     }
-    let Some(web) = web else {
+    let Some(web) = site.0 .0.clone() else {
         return if path == "/" {
             Html(BUILTIN_PAGE).into_response()
         } else {

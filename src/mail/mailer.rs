@@ -7,7 +7,7 @@ use std::sync::{
 
 use tokio::sync::Notify;
 
-use super::transport::{self, MailTransport};
+use super::transport::MailTransport;
 use crate::config::{Environment, MailSettings};
 
 /// Delivery counters since the process started.
@@ -43,7 +43,9 @@ pub struct Mailer(Arc<Shared>);
 impl Mailer {
     /// Builds the transport that the settings name (creating the `file://` folder).
     pub fn new(settings: &MailSettings, env: Environment) -> anyhow::Result<Self> {
-        Ok(Self::with_transport(transport::build(settings, env)?))
+        Ok(Self::with_transport(super::build::transport(
+            settings, env,
+        )?))
     }
 
     /// A mailer over any transport.

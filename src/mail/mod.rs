@@ -4,6 +4,7 @@
 //! After committing such a transaction, call [`Mailer::wake`] (`state.mail.wake()`) so the worker
 //! sends at once instead of at its next poll.
 
+mod build;
 mod mailer;
 mod smtp;
 mod store;

@@ -1,6 +1,6 @@
 //! Where rendered messages go: SMTP, `.eml` files, or the log. One small trait, three transports.
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{fmt, path::PathBuf};
 
 use futures::future::BoxFuture;
 use lettre::{
@@ -9,7 +9,6 @@ use lettre::{
 };
 
 use super::templates::Rendered;
-use crate::config::{Environment, MailSettings, TransportSetting};
 
 /// Why one delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,35 +72,11 @@ pub trait MailTransport: Send + Sync + fmt::Debug {
     fn send<'a>(&'a self, mail: &'a Outgoing) -> BoxFuture<'a, Result<(), MailError>>;
 }
 
-/// Builds the transport that `settings` names.
-pub fn build(settings: &MailSettings, env: Environment) -> anyhow::Result<Arc<dyn MailTransport>> {
-    Ok(match &settings.transport {
-        TransportSetting::Log => Arc::new(LogTransport {
-            show_body: env == Environment::Development,
-        }),
-        TransportSetting::File(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create the mail folder {}: {e}", dir.display())
-            })?;
-            Arc::new(FileTransport {
-                dir: dir.clone(),
-                from: settings.from.clone(),
-                inner: AsyncFileTransport::new(dir),
-            })
-        }
-        TransportSetting::Smtp(smtp) => Arc::new(super::smtp::SmtpTransport::new(
-            smtp,
-            settings.from.clone(),
-            settings.send_timeout,
-        )?),
-    })
-}
-
 /// Logs recipient and template only: links carry tokens, so the body is shown in development
 /// alone, where a developer needs to click it.
 #[derive(Debug)]
 pub struct LogTransport {
-    show_body: bool,
+    pub(super) show_body: bool,
 }
 
 impl MailTransport for LogTransport {
@@ -124,9 +99,9 @@ impl MailTransport for LogTransport {
 
 /// Writes each message as `<uuid>.eml` into a folder.
 pub struct FileTransport {
-    dir: PathBuf,
-    from: Mailbox,
-    inner: AsyncFileTransport<Tokio1Executor>,
+    pub(super) dir: PathBuf,
+    pub(super) from: Mailbox,
+    pub(super) inner: AsyncFileTransport<Tokio1Executor>,
 }
 
 impl fmt::Debug for FileTransport {

@@ -208,7 +208,7 @@ async fn me_answers_the_signed_in_user_and_anonymous_calls_are_401(backend: Back
 async fn a_forged_expired_or_mistyped_token_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let s = register_customer(&app).await;
-    let keys = &app.state.auth.keys;
+    let keys = &app.state.get::<autorisen::domains::auth::Auth>().keys;
     let claims = keys
         .verify(&s.access, "access")
         .expect("the real token verifies");

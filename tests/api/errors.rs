@@ -115,6 +115,7 @@ impl Probe {
             &config.edge,
             None,
             autorisen::db::Db::connect(&db.url, 1).await.unwrap(),
+            autorisen::app::route_table(),
         );
         let router = layers::apply(routes, &config, &edge);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

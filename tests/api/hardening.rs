@@ -208,7 +208,7 @@ async fn slow_server(backend: Backend, vars: &[(&str, &str)]) -> (String, TestDb
     }
     let config = config_from(&all);
     let database = Db::connect(&db.url, 1).await.unwrap();
-    let edge = Edge::new(&config.edge, None, database);
+    let edge = Edge::new(&config.edge, None, database, autorisen::app::route_table());
     let routes = Router::new().route(
         "/api/slow",
         get(|| async {

@@ -177,7 +177,7 @@ async fn status_tells_truthfully_which_edge_protections_are_on(backend: Backend)
     let body: serde_json::Value = app.get("/api/status").await.json().await.unwrap();
     let f = &body["features"];
     assert_eq!(f["rate_limiting"], true, "{f}");
-    assert_eq!(f["security_headers"], true, "{f}");
+    assert_eq!(f["hsts"], false, "the public URL is not https");
     assert_eq!(f["cors"], true, "{f}");
     assert_eq!(f["abuse_bans"], true, "{f}");
     assert_eq!(f["trusted_proxies"], false, "{f}");

@@ -3,10 +3,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::OnceLock};
 
-use autorisen::{
-    app::{App, AppState},
-    config::Config,
-};
+use autorisen::{app::App, config::Config, state::AppState};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -152,7 +149,7 @@ pub fn base_vars(db: &TestDb) -> HashMap<String, String> {
 
 /// Builds a configuration from variables, panicking with every problem listed.
 pub fn config_from(vars: &HashMap<String, String>) -> Config {
-    Config::from_lookup(&|k| vars.get(k).cloned()).unwrap_or_else(|e| panic!("{e}"))
+    autorisen::app::load_config(&|k| vars.get(k).cloned()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn init_logs() {

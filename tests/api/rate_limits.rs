@@ -4,6 +4,7 @@ use crate::{
     helpers::{assert_problem, redis_url, Backend, TestApp},
     on_both_backends,
 };
+use autorisen::edge::Admission;
 
 on_both_backends!(
     a_limited_route_carries_the_ratelimit_policy_and_state_headers,
@@ -270,20 +271,37 @@ async fn with_redis_unreachable_and_failing_closed_limited_routes_answer_503(bac
 async fn the_ai_policy_limits_each_user_separately(backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_AI", "2/60,3/3600")]).await;
     let edge = &app.state.edge;
-    let first = edge.check_user("user-a").await.expect("admitted");
+    let Admission::Allowed(first) = edge.check_user("user-a").await else {
+        panic!("the first request is admitted");
+    };
     assert_eq!(
         first.0["ratelimit-policy"],
         r#""ai-60s";q=2;w=60, "ai-3600s";q=3;w=3600"#
     );
-    assert!(edge.check_user("user-a").await.is_ok());
-    let refused = edge
-        .check_user("user-a")
-        .await
-        .expect_err("third in a minute");
-    assert_eq!(refused.status(), 429);
+    assert!(matches!(
+        edge.check_user("user-a").await,
+        Admission::Allowed(_)
+    ));
+    match edge.check_user("user-a").await {
+        Admission::Refused {
+            retry_after,
+            policies,
+            ..
+        } => {
+            assert_eq!(retry_after, 30);
+            assert_eq!(policies, vec!["ai-60s".to_owned()]);
+        }
+        other => panic!("the third in a minute is refused, got {other:?}"),
+    }
+    let refused = edge.check_user("user-a").await.into_response().unwrap_err();
+    assert_eq!(
+        refused.status(),
+        429,
+        "the standard answer is a 429 problem"
+    );
     assert_eq!(refused.headers()["retry-after"], "30");
     assert!(
-        edge.check_user("user-b").await.is_ok(),
+        matches!(edge.check_user("user-b").await, Admission::Allowed(_)),
         "another user has a budget of its own"
     );
 }

@@ -6,4 +6,10 @@ mod service;
 mod store;
 pub mod types;
 
-pub use routes::routes;
+use crate::domain::Domain;
+
+/// The registry entry.
+pub const DOMAIN: Domain = Domain {
+    routes: routes::routes,
+    ..Domain::new("admin")
+};

@@ -7,10 +7,11 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
     domains::audit::{types::AuditEntry, RequestMeta},
+    domains::auth::extract::AdminUser,
     error::{AppError, Problem},
-    http::{auth::AdminUser, json::AppJson, pagination::Page},
+    http::{json::AppJson, pagination::Page},
+    state::AppState,
 };
 
 use super::{

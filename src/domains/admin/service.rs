@@ -1,7 +1,6 @@
 //! The rules of user management.
 
 use crate::{
-    app::AppState,
     db::types::to_micros,
     domains::{
         audit::{self, store::Filter, types::AuditEntry, Event, RequestMeta},
@@ -10,6 +9,7 @@ use crate::{
     },
     error::AppError,
     http::pagination::{Page, Pagination},
+    state::AppState,
 };
 
 use super::{

@@ -6,3 +6,6 @@ pub mod types;
 
 pub use store::record;
 pub use types::{Event, Outcome, RequestMeta};
+
+/// The registry entry: a service other domains call; no routes of its own.
+pub const DOMAIN: crate::domain::Domain = crate::domain::Domain::new("audit");

@@ -2,7 +2,6 @@
 
 use crate::http::validate as text;
 use crate::{
-    app::AppState,
     db::types::from_micros,
     domains::{
         audit::{self, store::Filter, types::AuditEntry, Event, RequestMeta},
@@ -10,6 +9,7 @@ use crate::{
     },
     error::{AppError, FieldError},
     http::pagination::{Page, Pagination},
+    state::AppState,
 };
 
 use super::{
@@ -102,7 +102,7 @@ pub async fn change_password(
     lockout::ensure_open(&mut conn, &user.id, creds.locked_until).await?;
     drop(conn);
     if state
-        .auth
+        .get::<super::Auth>()
         .hasher
         .verify(Some(&creds.password_hash), &req.current_password)
         .await?
@@ -130,7 +130,11 @@ pub async fn change_password(
         &[&user.email, &user.first_name, &user.last_name],
     )
     .map_err(|e| AppError::invalid("new_password", e))?;
-    let hash = state.auth.hasher.hash(&req.new_password).await?;
+    let hash = state
+        .get::<super::Auth>()
+        .hasher
+        .hash(&req.new_password)
+        .await?;
     let mut tx = state.db.begin().await?;
     store::set_password_hash(&mut *tx, &user.id, &hash).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, Some(sid), "password_changed").await?;

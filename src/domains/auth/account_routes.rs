@@ -8,7 +8,6 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
     domains::{
         audit::{types::AuditEntry, RequestMeta},
         users::{
@@ -18,14 +17,16 @@ use crate::{
     },
     error::{AppError, Problem},
     http::{
-        auth::{AuthUser, DeveloperUser},
         json::AppJson,
         pagination::{Page, Pagination},
     },
+    state::AppState,
 };
 
 use super::{
-    account, mfa,
+    account,
+    extract::{AuthUser, DeveloperUser},
+    mfa,
     types::{
         ChangePasswordRequest, MfaDisable, MfaEnable, MfaSetup, RecoveryCodes, SessionView,
         UpdateMeRequest,

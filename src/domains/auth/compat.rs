@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
+    domains::auth::extract::AuthUser,
     domains::{
         audit::RequestMeta,
         users::{
@@ -21,7 +21,8 @@ use crate::{
         },
     },
     error::{AppError, FieldError, Problem},
-    http::{auth::AuthUser, json::AppJson},
+    http::json::AppJson,
+    state::AppState,
 };
 
 use super::types::{LoginRequest, LoginResponse, RegisterRequest, TokenResponse};

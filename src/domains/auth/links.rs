@@ -4,7 +4,6 @@
 use sqlx::{AnyConnection, Row};
 
 use crate::{
-    app::AppState,
     db::types::now_micros,
     domains::{
         audit::{self, Event, RequestMeta},
@@ -12,6 +11,7 @@ use crate::{
     },
     error::{AppError, FieldError},
     mail::{self, Email, Template},
+    state::AppState,
 };
 
 use super::{lockout, opaque, sessions};
@@ -63,7 +63,7 @@ async fn create(
     let now = now_micros();
     let token = opaque::new_token();
     sqlx::query("INSERT INTO user_tokens (token_hash, user_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(state.auth.keys.email_link_hash(&token))
+        .bind(state.get::<super::Auth>().keys.email_link_hash(&token))
         .bind(user_id.to_owned())
         .bind(purpose.to_owned())
         .bind(now + ttl)
@@ -81,7 +81,7 @@ async fn holder(
     purpose: &str,
 ) -> Result<Option<String>, AppError> {
     let row = sqlx::query("SELECT user_id FROM user_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3")
-        .bind(state.auth.keys.email_link_hash(token))
+        .bind(state.get::<super::Auth>().keys.email_link_hash(token))
         .bind(purpose.to_owned())
         .bind(now_micros())
         .fetch_optional(conn)
@@ -99,7 +99,7 @@ async fn consume(
         "UPDATE user_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
     )
     .bind(now_micros())
-    .bind(state.auth.keys.email_link_hash(token))
+    .bind(state.get::<super::Auth>().keys.email_link_hash(token))
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -176,8 +176,8 @@ pub async fn request_reset(
     meta: &RequestMeta,
     email: &str,
 ) -> Result<(), AppError> {
-    state.edge.check_account(email).await?;
-    let Some(user) = super::service::user_by_email(state, email)
+    super::budget::spend(state, email).await?;
+    let Some(user) = crate::domains::users::service::user_by_email(state.db.pool(), email)
         .await?
         .filter(|u| u.is_active)
     else {
@@ -227,7 +227,7 @@ pub async fn confirm_reset(
         &[&user.email, &user.first_name, &user.last_name],
     )
     .map_err(|e| AppError::Validation(vec![FieldError::new("new_password", e)]))?;
-    let hash = state.auth.hasher.hash(new_password).await?;
+    let hash = state.get::<super::Auth>().hasher.hash(new_password).await?;
     let mut tx = state.db.begin().await?;
     if !consume(state, &mut tx, token).await? {
         return Err(bad_token());

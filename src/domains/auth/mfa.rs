@@ -10,13 +10,13 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::{
-    app::AppState,
     db::types::{new_id, now_micros},
     domains::{
         audit::{self, Event, RequestMeta},
         users::{store, User},
     },
     error::AppError,
+    state::AppState,
 };
 
 use super::{
@@ -110,7 +110,7 @@ async fn accept_recovery(
     code: &str,
 ) -> Result<bool, AppError> {
     let hash = state
-        .auth
+        .get::<super::Auth>()
         .keys
         .recovery_code_hash(&normalise_recovery(code));
     let done = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
@@ -226,7 +226,7 @@ pub async fn enable(
         sqlx::query("INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new_id())
             .bind(user.id.clone())
-            .bind(state.auth.keys.recovery_code_hash(&normalise_recovery(code)))
+            .bind(state.get::<super::Auth>().keys.recovery_code_hash(&normalise_recovery(code)))
             .bind(now_micros())
             .execute(&mut *tx)
             .await?;
@@ -262,7 +262,7 @@ async fn confirm_password(
         .await?
         .ok_or_else(service::bad_credentials)?;
     if state
-        .auth
+        .get::<super::Auth>()
         .hasher
         .verify(Some(&creds.password_hash), password)
         .await?
@@ -328,15 +328,12 @@ pub async fn verify(
     let refused =
         || AppError::Unauthorized("The MFA token is invalid or expired; log in again.".into());
     let claims = state
-        .auth
+        .get::<super::Auth>()
         .keys
         .verify(mfa_token, MFA_TYPE)
         .ok_or_else(refused)?;
     // Codes guessed from many addresses still meet one budget per account.
-    state
-        .edge
-        .check_account(&format!("mfa:{}", claims.sub))
-        .await?;
+    super::budget::spend(state, &format!("mfa:{}", claims.sub)).await?;
     let user = store::get(state.db.pool(), &claims.sub)
         .await?
         .ok_or_else(refused)?;

@@ -1,7 +1,9 @@
 //! Authentication: registration, login, tokens, sessions, lockout, MFA, reset and verification.
 
 pub mod account;
+pub mod budget;
 pub mod cookie;
+pub mod extract;
 pub mod hashing;
 pub mod keys;
 pub mod links;
@@ -10,6 +12,7 @@ pub mod mfa;
 pub mod opaque;
 pub mod service;
 pub mod sessions;
+pub mod settings;
 pub mod types;
 
 mod account_routes;
@@ -18,9 +21,47 @@ mod routes;
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use utoipa_axum::router::OpenApiRouter;
 
-pub use routes::routes;
+use crate::{
+    config::Config,
+    domain::Domain,
+    edge::policy::{RouteClass::Auth as AuthClass, RouteRule},
+    state::{AppState, Provided},
+};
+
+/// The registry entry. Credential and code endpoints are in the edge's `auth` class.
+pub const DOMAIN: Domain = Domain {
+    settings: Some(settings::read),
+    provide,
+    routes,
+    route_classes: &[
+        RouteRule::exact("/api/auth/login", AuthClass),
+        RouteRule::exact("/api/auth/register", AuthClass),
+        RouteRule::exact("/api/auth/mfa/verify", AuthClass),
+        RouteRule::exact("/api/auth/mfa/enable", AuthClass),
+        RouteRule::exact("/api/auth/mfa/disable", AuthClass),
+        RouteRule::exact("/api/auth/v2/validate-email", AuthClass),
+        RouteRule::exact("/api/auth/v2/login", AuthClass),
+        RouteRule::exact("/api/auth/v2/register", AuthClass),
+        RouteRule::subtree("/api/auth/password-reset", AuthClass),
+        RouteRule::subtree("/api/auth/verify-email", AuthClass),
+    ],
+    features: |state| vec![("auth", state.provided.get::<Auth>().is_some())],
+    ..Domain::new("auth")
+};
+
+/// Every route of the domain: tokens and flows, the signed-in account, the compatibility paths.
+fn routes() -> OpenApiRouter<AppState> {
+    routes::routes()
+        .merge(account_routes::routes())
+        .merge(compat::routes())
+}
+
+fn provide(config: &Config, provided: &mut Provided) -> anyhow::Result<()> {
+    provided.insert(Auth::new(config));
+    Ok(())
+}
 
 /// The keys and the password hasher, built once from the configuration. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -37,7 +78,11 @@ impl Auth {
         let issuer = config.public_base_url.origin().ascii_serialization();
         Self {
             keys: Arc::new(keys::Keys::new(config.secret_key.expose(), &issuer)),
-            hasher: hashing::Hasher::new(config.auth.password_hash_concurrency),
+            hasher: hashing::Hasher::new(
+                config
+                    .domain::<settings::AuthSettings>()
+                    .password_hash_concurrency,
+            ),
         }
     }
 }

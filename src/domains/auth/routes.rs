@@ -9,17 +9,16 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
     domains::audit::RequestMeta,
     error::{AppError, Problem},
-    http::{
-        auth::AuthUser,
-        json::{self, AppJson},
-    },
+    http::json::{self, AppJson},
+    state::AppState,
 };
 
 use super::{
-    cookie, links, service,
+    cookie,
+    extract::AuthUser,
+    links, service,
     types::{
         Accepted, LoginRequest, LoginResponse, MfaVerify, RefreshRequest, RegisterRequest,
         ResetConfirm, ResetRequest, TokenResponse, VerifyConfirm,
@@ -39,8 +38,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_confirm))
         .routes(routes!(verify_request))
         .routes(routes!(verify_confirm))
-        .merge(super::account_routes::routes())
-        .merge(super::compat::routes())
 }
 
 /// Answers tokens with the refresh token also set as the browser cookie.
@@ -52,7 +49,11 @@ pub(super) fn with_cookie(
 ) -> Response {
     let mut res = (status, AppJson(tokens)).into_response();
     if let Some(refresh) = refresh {
-        let max_age = state.config.auth.refresh_token_ttl.as_secs();
+        let max_age = state
+            .config
+            .domain::<super::settings::AuthSettings>()
+            .refresh_token_ttl
+            .as_secs();
         res.headers_mut().insert(
             header::SET_COOKIE,
             cookie::set(&state.config, refresh, max_age),

@@ -4,8 +4,6 @@ use crate::http::validate as text;
 use chrono::Utc;
 
 use crate::{
-    app::AppState,
-    config::SESSION_ABSOLUTE_TTL,
     db::types::{new_id, now_micros},
     domains::{
         audit::{self, Event, Outcome, RequestMeta},
@@ -16,6 +14,7 @@ use crate::{
         },
     },
     error::{AppError, FieldError},
+    state::AppState,
 };
 
 use super::{
@@ -40,7 +39,11 @@ pub fn token_response(
     sid: &str,
     refresh: String,
 ) -> Result<TokenResponse, AppError> {
-    let ttl = state.config.auth.access_token_ttl.as_secs();
+    let ttl = state
+        .config
+        .domain::<super::settings::AuthSettings>()
+        .access_token_ttl
+        .as_secs();
     Ok(TokenResponse {
         user: UserView::from(user),
         access_token: sign(state, user, sid, ACCESS_TYPE, ttl)?,
@@ -53,7 +56,7 @@ pub fn token_response(
 fn sign(state: &AppState, user: &User, sid: &str, typ: &str, ttl: u64) -> Result<String, AppError> {
     let now = Utc::now().timestamp();
     let claims = Claims {
-        iss: state.auth.keys.issuer().to_owned(),
+        iss: state.get::<super::Auth>().keys.issuer().to_owned(),
         aud: AUDIENCE.into(),
         sub: user.id.clone(),
         role: user.role,
@@ -64,7 +67,11 @@ fn sign(state: &AppState, user: &User, sid: &str, typ: &str, ttl: u64) -> Result
         typ: typ.into(),
         ver: user.token_epoch,
     };
-    state.auth.keys.sign(&claims).map_err(AppError::Internal)
+    state
+        .get::<super::Auth>()
+        .keys
+        .sign(&claims)
+        .map_err(AppError::Internal)
 }
 
 /// Starts a session for `user` in `tx`; returns its id and first refresh token.
@@ -74,8 +81,12 @@ pub async fn start_session(
     user: &User,
     meta: &RequestMeta,
 ) -> Result<(String, String), AppError> {
-    let ttl = state.config.auth.refresh_token_ttl.as_micros() as i64;
-    let absolute = SESSION_ABSOLUTE_TTL.as_micros() as i64;
+    let ttl = state
+        .config
+        .domain::<super::settings::AuthSettings>()
+        .refresh_token_ttl
+        .as_micros() as i64;
+    let absolute = super::settings::SESSION_ABSOLUTE_TTL.as_micros() as i64;
     Ok(sessions::create(conn, &user.id, meta, ttl, absolute).await?)
 }
 
@@ -141,9 +152,13 @@ pub async fn register(
     meta: &RequestMeta,
     req: RegisterRequest,
 ) -> Result<TokenResponse, AppError> {
-    state.edge.check_account(&req.email).await?;
+    super::budget::spend(state, &req.email).await?;
     let reg = validate(&req)?;
-    let hash = state.auth.hasher.hash(&req.password).await?;
+    let hash = state
+        .get::<super::Auth>()
+        .hasher
+        .hash(&req.password)
+        .await?;
     let new = NewUser {
         id: new_id(),
         email: reg.email.as_str().to_owned(),
@@ -158,7 +173,7 @@ pub async fn register(
     let mut tx = state.db.begin().await?;
     store::insert(&mut *tx, &new)
         .await
-        .map_err(|e| match crate::db::classify_error(e) {
+        .map_err(|e| match crate::error::classify_error(e) {
             AppError::Conflict(_) => {
                 AppError::Conflict("An account with this email already exists.".into())
             }
@@ -189,7 +204,7 @@ pub async fn login(
     email: &str,
     password_: &str,
 ) -> Result<(LoginResponse, Option<String>), AppError> {
-    state.edge.check_account(email).await?;
+    super::budget::spend(state, email).await?;
     let email = Email::parse(email).ok();
     let creds = match &email {
         Some(e) => store::credentials_by_email(state.db.pool(), e.as_str()).await?,
@@ -205,7 +220,7 @@ pub async fn login(
         }
     }
     let verified = state
-        .auth
+        .get::<super::Auth>()
         .hasher
         .verify(creds.as_ref().map(|c| c.password_hash.as_str()), password_)
         .await?;
@@ -241,7 +256,7 @@ pub async fn login(
         return Err(bad_credentials());
     }
     let upgraded = match verified {
-        Verified::YesRehash => Some(state.auth.hasher.hash(password_).await?),
+        Verified::YesRehash => Some(state.get::<super::Auth>().hasher.hash(password_).await?),
         _ => None,
     };
     let mut tx = state.db.begin().await?;
@@ -321,7 +336,11 @@ pub async fn refresh(
     };
     let now = now_micros();
     if let Some(rotated_at) = p.rotated_at {
-        let grace = state.config.auth.refresh_reuse_grace.as_micros() as i64;
+        let grace = state
+            .config
+            .domain::<super::settings::AuthSettings>()
+            .refresh_reuse_grace
+            .as_micros() as i64;
         if now - rotated_at > grace && !p.revoked {
             // A rotated token came back: it was copied. End the whole session family.
             sessions::revoke(&mut tx, &p.session_id, &p.user.id, "refresh_token_reuse").await?;
@@ -345,7 +364,11 @@ pub async fn refresh(
         return Err(refused());
     }
     let new_refresh = sessions::insert_refresh(&mut tx, &p.session_id).await?;
-    let ttl = state.config.auth.refresh_token_ttl.as_micros() as i64;
+    let ttl = state
+        .config
+        .domain::<super::settings::AuthSettings>()
+        .refresh_token_ttl
+        .as_micros() as i64;
     sessions::extend(
         &mut tx,
         &p.session_id,
@@ -388,14 +411,4 @@ pub async fn logout_all(state: &AppState, meta: &RequestMeta, user: &User) -> Re
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The user behind an email, for flows that must not reveal whether it exists.
-pub async fn user_by_email(state: &AppState, email: &str) -> Result<Option<User>, AppError> {
-    let Ok(email) = Email::parse(email) else {
-        return Ok(None);
-    };
-    Ok(store::credentials_by_email(state.db.pool(), email.as_str())
-        .await?
-        .map(|c| c.user))
 }

@@ -3,7 +3,7 @@
 use axum::{extract::State, http::StatusCode, Json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{app::AppState, error::Problem};
+use crate::{error::Problem, state::AppState};
 
 use super::{
     service,

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{SecondsFormat, Utc};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 use super::types::{Check, Health, Status, Verdict};
 
@@ -72,26 +72,18 @@ pub async fn health(state: &AppState) -> Health {
 /// What this process is and which subsystems it really runs.
 pub fn status(state: &AppState) -> Status {
     let config = &state.config;
-    let features = BTreeMap::from([
-        ("abuse_bans", config.edge.abuse.threshold > 0),
-        ("auth", true),
-        ("compression", true),
+    // Only what this process was configured with and really runs: the platform's own, then
+    // each registered domain's (structural parts that are always on are not listed).
+    let mut features = BTreeMap::from([
         ("cors", !config.cors_origins.is_empty()),
-        ("load_shedding", true),
-        ("rate_limiting", config.edge.rate_limiting()),
-        (
-            "rate_limiting_shared",
-            config.edge.rate_limiting() && state.kv.is_some(),
-        ),
-        ("security_headers", true),
-        ("trusted_proxies", !config.edge.trusted_proxies.is_empty()),
-        ("docs", true),
-        ("request_ids", true),
-        ("graceful_shutdown", true),
+        ("hsts", config.is_https()),
         ("mail", state.mail.is_running()),
         ("redis", state.kv.is_some()),
         ("web_app", state.web_app),
     ]);
+    for report in &state.features {
+        features.extend(report(state));
+    }
     Status {
         service: "autorisen",
         version: config.build.version.clone(),

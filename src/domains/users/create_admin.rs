@@ -52,7 +52,7 @@ pub async fn create_admin(
     };
     let mut tx = db.begin().await?;
     if let Err(e) = store::insert(&mut *tx, &user).await {
-        return Err(match crate::db::classify_error(e) {
+        return Err(match crate::error::classify_error(e) {
             AppError::Conflict(_) => anyhow::anyhow!(
                 "an account with {} already exists; an admin can change its role",
                 user.email

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use chrono::SecondsFormat;
 
 use crate::{
-    app::AppState, db::types::from_micros, edge::ban_store::Ban, error::AppError,
-    http::validate::Validator,
+    db::types::from_micros, edge::ban_store::Ban, error::AppError, http::validate::Validator,
+    state::AppState,
 };
 
 use super::types::{BanView, KeyCount, NewBan, PolicyReport, RateLimitReport};

@@ -1,95 +1,22 @@
 //! Typed settings read from the environment once, at start.
 //!
-//! [`Config::from_lookup`] validates every variable and reports *all* problems in one
-//! [`ConfigErrors`], so an operator fixes a deployment in one round instead of one crash at a time.
+//! [`Config::from_lookup`] validates every variable, the platform's and each domain's (through
+//! the [`SettingsReader`]s it is given), and reports *all* problems in one [`ConfigErrors`], so an
+//! operator fixes a deployment in one round instead of one crash at a time.
 
 mod mail;
+pub mod reader;
 
-use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Serialize;
 use url::Url;
 
 pub use mail::{MailSettings, SmtpSettings, SmtpTls, TransportSetting};
-
-/// Where the service runs; decides defaults and how strict validation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// A developer's machine: relaxed defaults, `.env` is read, migrations run on start.
-    Development,
-    /// Automated tests.
-    Test,
-    /// A production-like deployment.
-    Staging,
-    /// The real thing.
-    Production,
-}
-
-impl Environment {
-    /// The lower-case name used in `AUTORISEN_ENV`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Development => "development",
-            Self::Test => "test",
-            Self::Staging => "staging",
-            Self::Production => "production",
-        }
-    }
-
-    /// Staging and production: secrets and explicit settings are required.
-    pub fn is_deployed(self) -> bool {
-        matches!(self, Self::Staging | Self::Production)
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "development" | "dev" => Some(Self::Development),
-            "test" => Some(Self::Test),
-            "staging" => Some(Self::Staging),
-            "production" | "prod" => Some(Self::Production),
-            _ => None,
-        }
-    }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One JSON object per line, for log collectors.
-    Json,
-    /// Human-readable, for terminals.
-    Pretty,
-}
-
-/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used, never to log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use reader::{
+    redact_url, ConfigErrors, ConfigProblem, Core, DomainSettings, Environment, LogFormat, Reader,
+    Secret, SettingsReader,
+};
 
 /// Build facts baked in at compile time, overridable at run time.
 #[derive(Debug, Clone, Serialize)]
@@ -141,60 +68,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Client address, rate limits, bans and connection limits (see `docs/edge.md`).
     pub edge: crate::edge::settings::EdgeSettings,
-    /// Token lifetimes and password hashing.
-    pub auth: AuthSettings,
     /// Version, commit and build time.
     pub build: BuildInfo,
     /// `MAIL_*`: outgoing mail.
     pub mail: MailSettings,
+    /// What each domain read for itself (see [`Config::domain`]).
+    pub domains: Vec<Arc<dyn DomainSettings>>,
 }
-
-/// Identity settings: token lifetimes, refresh-reuse grace, password hashing concurrency.
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    /// `ACCESS_TOKEN_TTL_SECONDS` (default 900).
-    pub access_token_ttl: Duration,
-    /// `REFRESH_TOKEN_TTL_SECONDS`: sliding refresh lifetime (default 14 days, at most 30).
-    pub refresh_token_ttl: Duration,
-    /// `REFRESH_REUSE_GRACE_SECONDS`: a rotated refresh token presented again within this window
-    /// is refused without revoking the session (a client racing itself); later, it revokes the
-    /// whole session family (default 10).
-    pub refresh_reuse_grace: Duration,
-    /// `PASSWORD_HASH_CONCURRENCY`: argon2 hashes running at once (default: CPU cores).
-    pub password_hash_concurrency: usize,
-    /// `AUTORISEN_ADMIN_PASSWORD`: the password `autorisen create-admin` uses instead of prompting.
-    pub admin_password: Option<Secret>,
-}
-
-/// The absolute lifetime of a session, whatever the refresh lifetime.
-pub const SESSION_ABSOLUTE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// One thing wrong with one variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// The environment variable.
-    pub var: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-    /// A valid value, as an example.
-    pub example: &'static str,
-}
-
-/// Every problem found while loading the configuration.
-#[derive(Debug, Clone)]
-pub struct ConfigErrors(pub Vec<ConfigProblem>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
-        for p in &self.0 {
-            writeln!(f, "  - {}: {} (example: {})", p.var, p.problem, p.example)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// Secret keys that appear in tutorials and templates; never acceptable outside development.
 const PLACEHOLDER_SECRETS: &[&str] = &[
@@ -216,79 +96,11 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
 /// The minimum length of `SECRET_KEY` outside development.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Collects problems while reading variables.
-pub(crate) struct Reader<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-    problems: Vec<ConfigProblem>,
-}
-
-impl Reader<'_> {
-    pub(crate) fn raw(&self, var: &str) -> Option<String> {
-        (self.lookup)(var).filter(|v| !v.trim().is_empty())
-    }
-
-    pub(crate) fn problem(
-        &mut self,
-        var: &'static str,
-        problem: impl Into<String>,
-        example: &'static str,
-    ) {
-        self.problems.push(ConfigProblem {
-            var,
-            problem: problem.into(),
-            example,
-        });
-    }
-
-    /// Parses an optional variable, recording a problem (and returning the default) when invalid.
-    pub(crate) fn parsed<T: std::str::FromStr>(
-        &mut self,
-        var: &'static str,
-        default: T,
-        what: &str,
-        example: &'static str,
-    ) -> T {
-        match self.raw(var) {
-            None => default,
-            Some(v) => v.trim().parse().unwrap_or_else(|_| {
-                self.problem(var, format!("`{v}` is not {what}"), example);
-                default
-            }),
-        }
-    }
-
-    pub(crate) fn flag(&mut self, var: &'static str) -> bool {
-        match self.raw(var).map(|v| v.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
-            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
-            Some(v) => {
-                self.problem(var, format!("`{v}` is not a boolean"), "true");
-                false
-            }
-        }
-    }
-
-    pub(crate) fn positive_seconds(
-        &mut self,
-        var: &'static str,
-        default: u64,
-        example: &'static str,
-    ) -> Duration {
-        let secs = self.parsed(var, default, "a whole number of seconds", example);
-        if secs == 0 {
-            self.problem(var, "must be greater than zero", example);
-            return Duration::from_secs(default);
-        }
-        Duration::from_secs(secs)
-    }
-}
-
 impl Config {
     /// Loads the configuration of this process from its environment.
     ///
     /// In development (the default) a `.env` file is read first; variables already set win.
-    pub fn from_env() -> Result<Self, ConfigErrors> {
+    pub fn from_env(domains: &[SettingsReader]) -> Result<Self, ConfigErrors> {
         let declared = std::env::var("AUTORISEN_ENV").ok();
         if declared
             .as_deref()
@@ -298,15 +110,16 @@ impl Config {
         {
             let _ = dotenvy::dotenv();
         }
-        Self::from_lookup(&|var| std::env::var(var).ok())
+        Self::from_lookup(&|var| std::env::var(var).ok(), domains)
     }
 
-    /// Loads the configuration from any source of variables (tests pass a map).
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
-        let mut r = Reader {
-            lookup,
-            problems: Vec::new(),
-        };
+    /// Loads the configuration from any source of variables (tests pass a map), with the
+    /// settings of each domain whose reader is given.
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        domains: &[SettingsReader],
+    ) -> Result<Self, ConfigErrors> {
+        let mut r = Reader::new(lookup);
         let env = match r.raw("AUTORISEN_ENV") {
             None => Environment::Development,
             Some(v) => Environment::parse(&v).unwrap_or_else(|| {
@@ -370,7 +183,11 @@ impl Config {
         }
         let mail = mail::read(&mut r, env);
         let edge = crate::edge::settings::read(&mut r);
-        let auth = auth_settings(&mut r);
+        let core = Core {
+            env,
+            public_base_url: public_base_url.clone(),
+        };
+        let domains = domains.iter().map(|read| read(&mut r, &core)).collect();
         let build = BuildInfo {
             version: r
                 .raw("APP_VERSION")
@@ -384,8 +201,9 @@ impl Config {
                 .unwrap_or_else(|| env!("AUTORISEN_BUILD_TIME").into()),
         };
 
-        if !r.problems.is_empty() {
-            return Err(ConfigErrors(r.problems));
+        let problems = r.into_problems();
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
         }
         Ok(Config {
             env,
@@ -406,9 +224,9 @@ impl Config {
             shutdown_grace,
             max_body_bytes,
             edge,
-            auth,
             build,
             mail,
+            domains,
         })
     }
 
@@ -452,29 +270,6 @@ impl Config {
                 self.shutdown_grace.as_secs().to_string(),
             ),
             ("MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            (
-                "ACCESS_TOKEN_TTL_SECONDS",
-                self.auth.access_token_ttl.as_secs().to_string(),
-            ),
-            (
-                "REFRESH_TOKEN_TTL_SECONDS",
-                self.auth.refresh_token_ttl.as_secs().to_string(),
-            ),
-            (
-                "REFRESH_REUSE_GRACE_SECONDS",
-                self.auth.refresh_reuse_grace.as_secs().to_string(),
-            ),
-            (
-                "PASSWORD_HASH_CONCURRENCY",
-                self.auth.password_hash_concurrency.to_string(),
-            ),
-            (
-                "AUTORISEN_ADMIN_PASSWORD",
-                self.auth
-                    .admin_password
-                    .as_ref()
-                    .map_or_else(|| "(not set)".into(), |_| "[redacted]".into()),
-            ),
         ]
         .into_iter()
         .chain(self.edge.redacted())
@@ -484,24 +279,24 @@ impl Config {
             ("BUILD_TIME", self.build.build_time.clone()),
         ])
         .chain(self.mail.redacted())
+        .chain(self.domains.iter().flat_map(|d| d.redacted()))
         .collect()
+    }
+
+    /// The settings a domain read for itself.
+    ///
+    /// # Panics
+    /// When that domain's reader was not given to [`Config::from_lookup`]: a wiring mistake.
+    pub fn domain<T: DomainSettings>(&self) -> &T {
+        self.domains
+            .iter()
+            .find_map(|d| (d.as_ref() as &dyn std::any::Any).downcast_ref::<T>())
+            .unwrap_or_else(|| panic!("no settings of type {}", std::any::type_name::<T>()))
     }
 
     /// Whether browsers reach the service over HTTPS (secure cookies, HSTS).
     pub fn is_https(&self) -> bool {
         self.public_base_url.scheme() == "https"
-    }
-}
-
-/// Replaces the password of a URL (if any) with `[redacted]`.
-pub fn redact_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("[redacted]"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) => "[unparseable, redacted]".into(),
     }
 }
 
@@ -592,12 +387,13 @@ fn development_key(data_dir: &std::path::Path) -> std::io::Result<Secret> {
     }
     std::fs::create_dir_all(data_dir)?;
     let key = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(&path, &key)?;
+    // Created private: written first and restricted after, the key would be readable by others
+    // for a moment.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&path)?, key.as_bytes())?;
     Ok(Secret::new(key))
 }
 
@@ -644,54 +440,6 @@ fn public_base_url(r: &mut Reader<'_>, env: Environment, port: u16) -> Url {
             );
             fallback()
         }
-    }
-}
-
-fn auth_settings(r: &mut Reader<'_>) -> AuthSettings {
-    let access_token_ttl = r.positive_seconds("ACCESS_TOKEN_TTL_SECONDS", 900, "900");
-    if access_token_ttl > Duration::from_secs(3600) {
-        r.problem(
-            "ACCESS_TOKEN_TTL_SECONDS",
-            "must be at most 3600: access tokens are short-lived, refresh tokens renew them",
-            "900",
-        );
-    }
-    let refresh_token_ttl = r.positive_seconds("REFRESH_TOKEN_TTL_SECONDS", 14 * 86400, "1209600");
-    if refresh_token_ttl > SESSION_ABSOLUTE_TTL {
-        r.problem(
-            "REFRESH_TOKEN_TTL_SECONDS",
-            "must be at most 2592000 (30 days, the absolute session lifetime)",
-            "1209600",
-        );
-    }
-    if refresh_token_ttl <= access_token_ttl {
-        r.problem(
-            "REFRESH_TOKEN_TTL_SECONDS",
-            "must be longer than ACCESS_TOKEN_TTL_SECONDS",
-            "1209600",
-        );
-    }
-    let grace = r.parsed(
-        "REFRESH_REUSE_GRACE_SECONDS",
-        10u64,
-        "a whole number of seconds",
-        "10",
-    );
-    if grace > 300 {
-        r.problem("REFRESH_REUSE_GRACE_SECONDS", "must be at most 300", "10");
-    }
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let password_hash_concurrency =
-        r.parsed("PASSWORD_HASH_CONCURRENCY", cores, "a whole number", "2");
-    if password_hash_concurrency == 0 {
-        r.problem("PASSWORD_HASH_CONCURRENCY", "must be at least 1", "2");
-    }
-    AuthSettings {
-        access_token_ttl,
-        refresh_token_ttl,
-        refresh_reuse_grace: Duration::from_secs(grace),
-        password_hash_concurrency: password_hash_concurrency.max(1),
-        admin_password: r.raw("AUTORISEN_ADMIN_PASSWORD").map(Secret::new),
     }
 }
 
@@ -748,7 +496,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        Config::from_lookup(&|k| map.get(k).cloned())
+        Config::from_lookup(&|k| map.get(k).cloned(), &[])
     }
 
     fn vars_of(errors: ConfigErrors) -> Vec<&'static str> {

@@ -8,9 +8,10 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
+    domains::auth::extract::AdminUser,
     error::{AppError, Problem},
-    http::{auth::AdminUser, json::AppJson},
+    http::json::AppJson,
+    state::AppState,
 };
 
 use super::{

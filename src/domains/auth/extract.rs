@@ -12,14 +12,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use super::{keys::ACCESS_TYPE, sessions};
 use crate::{
-    app::AppState,
     db::types::now_micros,
-    domains::{
-        auth::{keys::ACCESS_TYPE, sessions},
-        users::{Role, User},
-    },
+    domains::users::{Role, User},
     error::AppError,
+    state::AppState,
 };
 
 /// A signed-in user with a live session.
@@ -85,7 +83,7 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         let token = bearer(parts).ok_or_else(refused)?;
         let claims = state
-            .auth
+            .get::<super::Auth>()
             .keys
             .verify(token, ACCESS_TYPE)
             .ok_or_else(refused)?;
