@@ -598,6 +598,20 @@ mod tests {
         assert_eq!(first.log_format, LogFormat::Pretty);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_development_key_file_is_created_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        load(&[("DATA_DIR", data.to_str().unwrap())]).unwrap();
+        let mode = std::fs::metadata(data.join("dev-secret-key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+
     #[test]
     fn secrets_never_show_in_debug_output_or_the_redacted_listing() {
         let c = load(&[

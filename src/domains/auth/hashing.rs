@@ -59,23 +59,31 @@ impl Hasher {
     }
 
     /// Runs `f` on the blocking pool with a slot and its work area.
+    ///
+    /// The slot and the work area belong to the blocking task, not to the request: a request
+    /// cancelled mid-hash (the client went away) cannot free its slot while argon2 keeps
+    /// running, which would let the number of live 19 MiB hashes grow past the bound.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned())
+        let permit = tokio::time::timeout(QUEUE_TIMEOUT, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| AppError::Unavailable("password hashing queue is full".into()))?
             .map_err(|e| AppError::Internal(e.into()))?;
-        let area = self.work_areas.lock().map(|mut v| v.pop()).ok().flatten();
-        let mut area = area.unwrap_or_else(|| vec![Block::default(); M_COST as usize]);
-        let (result, area) = tokio::task::spawn_blocking(move || (f(&mut area), area))
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        if let Ok(mut pool) = self.work_areas.lock() {
-            pool.push(area);
-        }
-        Ok(result)
+        let areas = self.work_areas.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            let area = areas.lock().map(|mut v| v.pop()).ok().flatten();
+            let mut area = area.unwrap_or_else(|| vec![Block::default(); M_COST as usize]);
+            let result = f(&mut area);
+            if let Ok(mut pool) = areas.lock() {
+                pool.push(area);
+            }
+            result
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))
     }
 
     /// An argon2id PHC string for `password`.
@@ -201,6 +209,41 @@ fn verify_blocking(area: &mut [Block], hash: &str, password: &str) -> Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_hash_keeps_its_slot_until_the_work_finishes() {
+        let h = Hasher::new(1);
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let running = h.clone();
+        let request = tokio::spawn(async move {
+            running
+                .run(move |_| {
+                    started_tx.send(()).unwrap();
+                    finish_rx.recv().ok();
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+            .await
+            .unwrap();
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            h.slots.available_permits(),
+            0,
+            "the work still runs, so its slot is still taken"
+        );
+        finish_tx.send(()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while h.slots.available_permits() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slot was never freed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 
     #[tokio::test]
     async fn a_hash_verifies_only_its_password() {
