@@ -146,7 +146,7 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
 }
 
 async fn migrate_command(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_format, &config.log_level);
+    let _logs = telemetry::init(config.log_format, &config.log_level);
     let db = Db::connect(config.database_url.expose(), 2).await?;
     let applied = migrate::run(&db).await?;
     tracing::info!(applied, backend = ?db.backend(), "database is up to date");
@@ -155,7 +155,7 @@ async fn migrate_command(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve_command(config: Config) -> anyhow::Result<()> {
-    telemetry::init(config.log_format, &config.log_level);
+    let _logs = telemetry::init(config.log_format, &config.log_level);
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let env = config.env;
     let app = App::build(config).await?;
@@ -185,7 +185,7 @@ async fn create_admin_command(
     first_name: String,
     last_name: String,
 ) -> anyhow::Result<()> {
-    telemetry::init(config.log_format, &config.log_level);
+    let _logs = telemetry::init(config.log_format, &config.log_level);
     let password = match &config
         .domain::<crate::domains::auth::settings::AuthSettings>()
         .admin_password
@@ -217,7 +217,7 @@ async fn import_users_command(
     file: std::path::PathBuf,
     options: crate::domains::users::import::Options,
 ) -> anyhow::Result<()> {
-    telemetry::init(config.log_format, &config.log_level);
+    let _logs = telemetry::init(config.log_format, &config.log_level);
     let db = command_db(&config).await?;
     let report = crate::domains::users::import::run(&db, &file, &options).await?;
     db.close().await;

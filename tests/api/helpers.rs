@@ -156,7 +156,10 @@ fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if let Ok(level) = std::env::var("TEST_LOG") {
-            autorisen::telemetry::init(autorisen::config::LogFormat::Pretty, &level);
+            std::mem::forget(autorisen::telemetry::init(
+                autorisen::config::LogFormat::Pretty,
+                &level,
+            ));
         }
     });
 }
@@ -332,7 +335,7 @@ impl TestApp {
                 )
                 .await
                 .expect("admin created");
-                let user = autorisen::domains::users::store::get(state.db.pool(), &id)
+                let user = autorisen::domains::users::service::user_by_id(state.db.pool(), &id)
                     .await
                     .unwrap()
                     .expect("admin exists");

@@ -95,5 +95,6 @@ pub fn status(state: &AppState) -> Status {
         database: state.db.backend(),
         mail_transport: state.mail.transport_kind(),
         features,
+        log_lines_dropped: crate::telemetry::dropped_lines(),
     }
 }

@@ -75,6 +75,9 @@ pub struct Status {
     pub mail_transport: &'static str,
     /// Subsystem name → whether it is active in this process.
     pub features: BTreeMap<&'static str, bool>,
+    /// Log lines dropped since start because the log writer could not keep up (never blocks a
+    /// request instead).
+    pub log_lines_dropped: u64,
 }
 
 /// `GET /version.json`.
