@@ -3,6 +3,7 @@
 //! [`Config::from_lookup`] validates every variable and reports *all* problems in one
 //! [`ConfigErrors`], so an operator fixes a deployment in one round instead of one crash at a time.
 
+mod jobs;
 mod mail;
 
 use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
@@ -10,6 +11,7 @@ use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
 use serde::Serialize;
 use url::Url;
 
+pub use jobs::JobsSettings;
 pub use mail::{MailSettings, SmtpSettings, SmtpTls, TransportSetting};
 
 /// Where the service runs; decides defaults and how strict validation is.
@@ -147,6 +149,8 @@ pub struct Config {
     pub build: BuildInfo,
     /// `MAIL_*`: outgoing mail.
     pub mail: MailSettings,
+    /// `JOBS_*`: the job runner.
+    pub jobs: JobsSettings,
 }
 
 /// Identity settings: token lifetimes, refresh-reuse grace, password hashing concurrency.
@@ -369,6 +373,8 @@ impl Config {
             r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
         }
         let mail = mail::read(&mut r, env);
+        let mail_poll = r.raw("MAIL_POLL_INTERVAL_MS").map(|_| mail.poll_interval);
+        let jobs = jobs::read(&mut r, mail_poll);
         let edge = crate::edge::settings::read(&mut r);
         let auth = auth_settings(&mut r);
         let build = BuildInfo {
@@ -409,6 +415,7 @@ impl Config {
             auth,
             build,
             mail,
+            jobs,
         })
     }
 
@@ -484,6 +491,7 @@ impl Config {
             ("BUILD_TIME", self.build.build_time.clone()),
         ])
         .chain(self.mail.redacted())
+        .chain(self.jobs.redacted())
         .collect()
     }
 
