@@ -19,6 +19,7 @@ use crate::{
         server::{self, ConnOptions},
         web,
     },
+    jobs::{self, Jobs, Runner, RunnerOptions},
     kv::Kv,
     mail::{self, Mailer},
     openapi::ApiDoc,
@@ -58,6 +59,8 @@ pub struct Services {
     pub mail: Mailer,
     /// Token keys and the password hasher.
     pub auth: crate::domains::auth::Auth,
+    /// Background jobs: queue them in a transaction, then `jobs.wake()` after committing.
+    pub jobs: Jobs,
 }
 
 /// A built application, ready to serve on any listener.
@@ -97,7 +100,11 @@ impl App {
             .as_ref()
             .map(|u| Kv::new(u.expose()))
             .transpose()?;
-        let mail = Mailer::new(&config.mail, config.env)?;
+        let mut registry = jobs::Registry::new();
+        let mail = Mailer::new(&config.mail, config.env, registry.wakeup())?;
+        mail::delivery::register(&mut registry, db.clone(), mail.clone(), &config.mail);
+        jobs::upkeep::register(&mut registry, db.clone());
+        let jobs = Jobs::new(db.clone(), registry);
         let web = web::WebDist::find(config.web_dist_dir.clone());
         let edge = Edge::new(&config.edge, kv.clone(), db.clone());
         edge.spawn_upkeep(config.edge.abuse.sync_every);
@@ -112,6 +119,7 @@ impl App {
             started_at: Utc::now(),
             web_app: web.is_some(),
             mail,
+            jobs,
         }));
         let router = router(state.clone(), web);
         Ok(Self { state, router })
@@ -127,15 +135,15 @@ impl App {
         self.router.clone()
     }
 
-    /// Starts the mail worker and serves until `shutdown` resolves, then lets in-flight requests
-    /// finish for at most `SHUTDOWN_GRACE_SECONDS` and the mail in hand be sent before returning.
+    /// Starts the job runner and serves until `shutdown` resolves, then lets in-flight requests
+    /// finish for at most `SHUTDOWN_GRACE_SECONDS` and the jobs in hand finish before returning.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state;
-        let worker = mail::worker::spawn(state.db.clone(), state.mail.clone(), &state.config.mail);
+        let runner = Runner::spawn(&state.jobs, runner_options(&state.config));
         let conn = &state.config.edge.conn;
         let options = ConnOptions {
             header_read_timeout: conn.header_read_timeout,
@@ -149,7 +157,7 @@ impl App {
             options,
         )
         .await;
-        worker.stop().await;
+        runner.stop().await;
         state.db.close().await;
         served
     }
@@ -164,6 +172,15 @@ pub async fn serve_router(
     grace: std::time::Duration,
 ) -> anyhow::Result<()> {
     server::serve(listener, router, shutdown, grace, ConnOptions::default()).await
+}
+
+/// The runner's options from `JOBS_*`; at shutdown the jobs in hand get as long as the longest
+/// job takes today, one mail delivery (`MAIL_SEND_TIMEOUT_SECONDS`).
+fn runner_options(config: &Config) -> RunnerOptions {
+    RunnerOptions {
+        stop_grace: config.mail.send_timeout + std::time::Duration::from_secs(1),
+        ..RunnerOptions::from_settings(&config.jobs)
+    }
 }
 
 /// Resolves on SIGTERM (Heroku, Kubernetes) or SIGINT (Ctrl-C).

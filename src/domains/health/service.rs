@@ -88,6 +88,7 @@ pub fn status(state: &AppState) -> Status {
         ("docs", true),
         ("request_ids", true),
         ("graceful_shutdown", true),
+        ("jobs", state.jobs.is_running()),
         ("mail", state.mail.is_running()),
         ("redis", state.kv.is_some()),
         ("web_app", state.web_app),
