@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod edge;
 pub mod health;
+pub mod ops;
 pub mod users;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -18,4 +19,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(edge::routes())
         .merge(auth::routes())
         .merge(admin::routes())
+        .merge(ops::routes())
 }
