@@ -23,10 +23,11 @@ use crate::{
         server::{self, ConnOptions},
         web,
     },
+    jobs::{self, Jobs, Runner, RunnerOptions},
     kv::Kv,
     mail::{self, Mailer},
     openapi::ApiDoc,
-    state::{AppState, Provided, Services},
+    state::{AppState, LateState, Provided, Services},
 };
 
 /// Reads the configuration, the platform's and every registered domain's, from `lookup`.
@@ -92,7 +93,15 @@ impl App {
             .as_ref()
             .map(|u| Kv::new(u.expose()))
             .transpose()?;
-        let mail = Mailer::new(&config.mail, config.env)?;
+        let mut registry = jobs::Registry::new();
+        let mail = Mailer::new(&config.mail, config.env, registry.wakeup())?;
+        mail::delivery::register(&mut registry, db.clone(), mail.clone(), &config.mail);
+        jobs::upkeep::register(&mut registry, db.clone());
+        let late = LateState::default();
+        for domain in DOMAINS {
+            (domain.jobs)(&mut registry, &late);
+        }
+        let jobs = Jobs::new(db.clone(), registry);
         let web = web::WebDist::find(config.web_dist_dir.clone());
         let edge = Edge::new(&config.edge, kv.clone(), db.clone(), route_table());
         edge.spawn_upkeep(config.edge.abuse.sync_every);
@@ -110,9 +119,11 @@ impl App {
             started_at: Utc::now(),
             web_app: web.is_some(),
             mail,
+            jobs,
             provided,
             features: DOMAINS.iter().map(|d| d.features).collect(),
         });
+        late.set(&state);
         let router = router(state.clone(), web);
         Ok(Self { state, router })
     }
@@ -127,15 +138,15 @@ impl App {
         self.router.clone()
     }
 
-    /// Starts the mail worker and serves until `shutdown` resolves, then lets in-flight requests
-    /// finish for at most `SHUTDOWN_GRACE_SECONDS` and the mail in hand be sent before returning.
+    /// Starts the job runner and serves until `shutdown` resolves, then lets in-flight requests
+    /// finish for at most `SHUTDOWN_GRACE_SECONDS` and the jobs in hand finish before returning.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state;
-        let worker = mail::worker::spawn(state.db.clone(), state.mail.clone(), &state.config.mail);
+        let runner = Runner::spawn(&state.jobs, runner_options(&state.config));
         let conn = &state.config.edge.conn;
         let options = ConnOptions {
             header_read_timeout: conn.header_read_timeout,
@@ -149,7 +160,7 @@ impl App {
             options,
         )
         .await;
-        worker.stop().await;
+        runner.stop().await;
         state.db.close().await;
         served
     }
@@ -164,6 +175,15 @@ pub async fn serve_router(
     grace: std::time::Duration,
 ) -> anyhow::Result<()> {
     server::serve(listener, router, shutdown, grace, ConnOptions::default()).await
+}
+
+/// The runner's options from `JOBS_*`; at shutdown the jobs in hand get as long as the longest
+/// job takes today, one mail delivery (`MAIL_SEND_TIMEOUT_SECONDS`).
+fn runner_options(config: &Config) -> RunnerOptions {
+    RunnerOptions {
+        stop_grace: config.mail.send_timeout + std::time::Duration::from_secs(1),
+        ..RunnerOptions::from_settings(&config.jobs)
+    }
 }
 
 /// Resolves on SIGTERM (Heroku, Kubernetes) or SIGINT (Ctrl-C).

@@ -10,7 +10,8 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::{
     config::{Config, SettingsReader},
     edge::policy::RouteRule,
-    state::{AppState, FeatureReport, Provided},
+    jobs::Registry,
+    state::{AppState, FeatureReport, LateState, Provided},
 };
 
 /// One domain's entry in the registry. Start from [`Domain::new`] and set what it has.
@@ -27,6 +28,9 @@ pub struct Domain {
     pub routes: fn() -> OpenApiRouter<AppState>,
     /// How the edge classes the domain's paths (exempt, auth, webhook); others are general.
     pub route_classes: &'static [RouteRule],
+    /// Registers the domain's job kinds and schedules with the runner; handlers reach the state
+    /// through the [`LateState`] once the app is built.
+    pub jobs: fn(&mut Registry, &LateState),
     /// What `/api/status` reports under `features`, computed from what is configured and
     /// running.
     pub features: FeatureReport,
@@ -41,6 +45,7 @@ impl Domain {
             provide: provide_nothing,
             routes: OpenApiRouter::new,
             route_classes: &[],
+            jobs: no_jobs,
             features: no_features,
         }
     }
@@ -49,6 +54,8 @@ impl Domain {
 fn provide_nothing(_: &Config, _: &mut Provided) -> anyhow::Result<()> {
     Ok(())
 }
+
+fn no_jobs(_: &mut Registry, _: &LateState) {}
 
 fn no_features(_: &AppState) -> Vec<(&'static str, bool)> {
     Vec::new()

@@ -12,6 +12,7 @@ pub mod domains;
 pub mod edge;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod kv;
 pub mod mail;
 pub mod openapi;

@@ -23,7 +23,7 @@ use crate::error::{FieldError, Problem, PROBLEM_JSON};
     components(schemas(Problem, FieldError)),
     tags(
         (name = "health", description = "Probes, health and status"),
-        (name = "admin", description = "Admin only: users, audit trail, rate limits and bans")
+        (name = "admin", description = "Admin only: users, audit trail, rate limits, bans and jobs")
     )
 )]
 pub struct ApiDoc;

@@ -8,13 +8,13 @@
 
 use std::{
     any::{Any, TypeId},
-    sync::Arc,
+    sync::{Arc, OnceLock, Weak},
     time::Instant,
 };
 
 use chrono::{DateTime, Utc};
 
-use crate::{config::Config, db::Db, edge::Edge, kv::Kv, mail::Mailer};
+use crate::{config::Config, db::Db, edge::Edge, jobs::Jobs, kv::Kv, mail::Mailer};
 
 /// Everything a handler may need: one `Arc`, so the per-request clones axum makes cost a single
 /// reference-count increment. Fields are reached through `Deref` (`state.db`, `state.config`).
@@ -55,6 +55,8 @@ pub struct Services {
     pub web_app: bool,
     /// Outgoing mail: call `mail.wake()` after committing a transaction that queued mail.
     pub mail: Mailer,
+    /// Background jobs: queue them in a transaction, then `jobs.wake()` after committing.
+    pub jobs: Jobs,
     /// What each domain built for itself at start.
     pub provided: Provided,
     /// Each domain's report of the features it runs, for `/api/status`.
@@ -104,5 +106,28 @@ impl Provided {
 impl std::fmt::Debug for Provided {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Provided({} values)", self.0.len())
+    }
+}
+
+/// The state as background job handlers see it: they are registered before the state exists,
+/// and must not keep it alive after the app is gone (a weak reference, set once at start).
+#[derive(Clone, Default)]
+pub struct LateState(Arc<OnceLock<Weak<Services>>>);
+
+impl LateState {
+    /// The state, once the app is built and while it is alive.
+    pub fn get(&self) -> Option<AppState> {
+        self.0.get()?.upgrade().map(AppState)
+    }
+
+    /// Points at `state`; later calls do nothing.
+    pub fn set(&self, state: &AppState) {
+        let _ = self.0.set(Arc::downgrade(&state.0));
+    }
+}
+
+impl std::fmt::Debug for LateState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LateState")
     }
 }

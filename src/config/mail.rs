@@ -1,4 +1,4 @@
-//! `MAIL_*`: how outgoing mail leaves the process, and how the outbox worker paces itself.
+//! `MAIL_*`: how outgoing mail leaves the process, and how its delivery jobs are retried.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -93,11 +93,14 @@ pub struct MailSettings {
     pub transport: TransportSetting,
     /// `MAIL_FROM`: the sender of every message.
     pub from: Mailbox,
-    /// `MAIL_POLL_INTERVAL_MS`: how often the worker looks for due messages.
+    /// `MAIL_POLL_INTERVAL_MS`: from before the job runner; when set and `JOBS_POLL_INTERVAL_MS`
+    /// is not, the runner polls this often.
     pub poll_interval: Duration,
-    /// `MAIL_MAX_ATTEMPTS`: deliveries tried before a message is marked failed.
+    /// `MAIL_MAX_ATTEMPTS`: deliveries tried before a message is marked failed (its job's
+    /// `max_attempts`).
     pub max_attempts: u32,
-    /// `MAIL_RETRY_BASE_MS`: the first retry delay; it doubles after each failure (capped).
+    /// `MAIL_RETRY_BASE_MS`: the first retry delay of a delivery job; it doubles after each
+    /// failure (capped).
     pub retry_base: Duration,
     /// `MAIL_SEND_TIMEOUT_SECONDS`: the longest one delivery may take.
     pub send_timeout: Duration,

@@ -4,6 +4,7 @@
 //! the [`SettingsReader`]s it is given), and reports *all* problems in one [`ConfigErrors`], so an
 //! operator fixes a deployment in one round instead of one crash at a time.
 
+mod jobs;
 mod mail;
 pub mod reader;
 
@@ -12,6 +13,7 @@ use std::{net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 use serde::Serialize;
 use url::Url;
 
+pub use jobs::JobsSettings;
 pub use mail::{MailSettings, SmtpSettings, SmtpTls, TransportSetting};
 pub use reader::{
     redact_url, ConfigErrors, ConfigProblem, Core, DomainSettings, Environment, LogFormat, Reader,
@@ -74,6 +76,8 @@ pub struct Config {
     pub mail: MailSettings,
     /// What each domain read for itself (see [`Config::domain`]).
     pub domains: Vec<Arc<dyn DomainSettings>>,
+    /// `JOBS_*`: the job runner.
+    pub jobs: JobsSettings,
 }
 
 /// Secret keys that appear in tutorials and templates; never acceptable outside development.
@@ -182,6 +186,8 @@ impl Config {
             r.problem("MAX_BODY_BYTES", "must be greater than zero", "1048576");
         }
         let mail = mail::read(&mut r, env);
+        let mail_poll = r.raw("MAIL_POLL_INTERVAL_MS").map(|_| mail.poll_interval);
+        let jobs = jobs::read(&mut r, mail_poll);
         let edge = crate::edge::settings::read(&mut r);
         let core = Core {
             env,
@@ -227,6 +233,7 @@ impl Config {
             build,
             mail,
             domains,
+            jobs,
         })
     }
 
@@ -280,6 +287,7 @@ impl Config {
         ])
         .chain(self.mail.redacted())
         .chain(self.domains.iter().flat_map(|d| d.redacted()))
+        .chain(self.jobs.redacted())
         .collect()
     }
 

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod protection;
+pub mod ops;
 pub mod users;
 
 use crate::{config::SettingsReader, domain::Domain};
@@ -18,6 +19,7 @@ pub const DOMAINS: &[Domain] = &[
     audit::DOMAIN,
     auth::DOMAIN,
     admin::DOMAIN,
+    ops::DOMAIN,
 ];
 
 /// The settings readers of every domain, for [`crate::config::Config::from_lookup`].

@@ -120,6 +120,38 @@ impl BanStore {
     }
 }
 
+impl BanStore {
+    /// Deletes the records that no longer matter at `now`: bans that are over and began longer
+    /// than `memory` (µs) ago, so they can no longer escalate the next one. Returns how many.
+    pub async fn prune(&self, now: i64, memory: i64) -> anyhow::Result<u64> {
+        let dead = |b: &Ban| b.until <= now && b.banned_at + memory <= now;
+        match self {
+            Self::Redis { kv, key, .. } => {
+                let mut conn = kv.connection(TIMEOUT).await?;
+                let all: Vec<(String, String)> = conn.hgetall(key).await?;
+                let stale: Vec<&String> = all
+                    .iter()
+                    .filter(|(_, v)| serde_json::from_str::<Ban>(v).map_or(true, |b| dead(&b)))
+                    .map(|(field, _)| field)
+                    .collect();
+                if stale.is_empty() {
+                    return Ok(0);
+                }
+                let removed: u64 = conn.hdel(key, stale).await?;
+                Ok(removed)
+            }
+            Self::Db(db) => Ok(sqlx::query(
+                "DELETE FROM edge_bans WHERE until_at <= $1 AND banned_at <= $2",
+            )
+            .bind(now)
+            .bind(now - memory)
+            .execute(db.pool())
+            .await?
+            .rows_affected()),
+        }
+    }
+}
+
 fn from_row(r: &sqlx::any::AnyRow) -> Option<Ban> {
     Some(Ban {
         ip: r.get::<String, _>("ip").parse().ok()?,

@@ -86,6 +86,13 @@ impl Bans {
         Ok(true)
     }
 
+    /// Deletes the ban records that can no longer escalate a ban (over, and older than the
+    /// strike memory); returns how many went.
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        let memory = i64::try_from(self.settings.strike_memory.as_micros()).unwrap_or(i64::MAX);
+        self.store.prune(now_micros(), memory).await
+    }
+
     /// Every running ban, from the shared store.
     pub async fn list(&self) -> anyhow::Result<Vec<Ban>> {
         self.store.active(now_micros()).await

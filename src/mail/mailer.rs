@@ -1,14 +1,15 @@
-//! The handle kept in `AppState`: the transport, the worker's wake-up call and its counters.
+//! The handle kept in `AppState`: the transport, the runner's wake-up call and the counters.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicU64, Ordering},
     Arc,
 };
 
-use tokio::sync::Notify;
-
 use super::transport::MailTransport;
-use crate::config::{Environment, MailSettings};
+use crate::{
+    config::{Environment, MailSettings},
+    jobs::Wakeup,
+};
 
 /// Delivery counters since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,9 +32,8 @@ pub(super) struct Counters {
 #[derive(Debug)]
 struct Shared {
     transport: Arc<dyn MailTransport>,
-    wake: Notify,
+    wakeup: Wakeup,
     counters: Counters,
-    running: AtomicBool,
 }
 
 /// Access to outgoing mail. Cheap to clone.
@@ -41,27 +41,28 @@ struct Shared {
 pub struct Mailer(Arc<Shared>);
 
 impl Mailer {
-    /// Builds the transport that the settings name (creating the `file://` folder).
-    pub fn new(settings: &MailSettings, env: Environment) -> anyhow::Result<Self> {
-        Ok(Self::with_transport(super::build::transport(
-            settings, env,
-        )?))
+    /// Builds the transport that the settings name (creating the `file://` folder); `wakeup` is
+    /// the job runner's, which delivers the messages.
+    pub fn new(settings: &MailSettings, env: Environment, wakeup: Wakeup) -> anyhow::Result<Self> {
+        Ok(Self::with_transport(
+            super::build::transport(settings, env)?,
+            wakeup,
+        ))
     }
 
     /// A mailer over any transport.
-    pub fn with_transport(transport: Arc<dyn MailTransport>) -> Self {
+    pub fn with_transport(transport: Arc<dyn MailTransport>, wakeup: Wakeup) -> Self {
         Self(Arc::new(Shared {
             transport,
-            wake: Notify::new(),
+            wakeup,
             counters: Counters::default(),
-            running: AtomicBool::new(false),
         }))
     }
 
-    /// Asks the worker to look at the outbox now rather than at its next poll. Call it after
-    /// committing a transaction that queued mail; it is only a hint, polling finds it anyway.
+    /// Asks the job runner to deliver now rather than at its next poll. Call it after committing
+    /// a transaction that queued mail; it is only a hint, polling finds the messages anyway.
     pub fn wake(&self) {
-        self.0.wake.notify_one();
+        self.0.wakeup.wake();
     }
 
     /// What was delivered, retried and given up on so far.
@@ -79,9 +80,9 @@ impl Mailer {
         self.0.transport.kind()
     }
 
-    /// Whether a delivery worker is running in this process.
+    /// Whether a job runner (which delivers mail) is running in this process.
     pub fn is_running(&self) -> bool {
-        self.0.running.load(Ordering::Relaxed)
+        self.0.wakeup.is_running()
     }
 
     pub(super) fn transport(&self) -> &dyn MailTransport {
@@ -90,13 +91,5 @@ impl Mailer {
 
     pub(super) fn counters(&self) -> &Counters {
         &self.0.counters
-    }
-
-    pub(super) async fn woken(&self) {
-        self.0.wake.notified().await;
-    }
-
-    pub(super) fn set_running(&self, running: bool) {
-        self.0.running.store(running, Ordering::Relaxed);
     }
 }

@@ -1,13 +1,11 @@
-//! The SQL of the outbox worker. Claims are conditional updates, so that on PostgreSQL (or on one
-//! shared SQLite file) several workers never hold the same message at once.
+//! The SQL of the outbox during delivery. Only one attempt at a message runs at a time: the
+//! `mail.send` job that carries it is leased by the job runner.
 
 use sqlx::{AnyPool, Row};
 
-/// A message claimed by this worker until its lease ends.
+/// A message an attempt is delivering.
 #[derive(Debug, Clone)]
-pub struct Claimed {
-    /// The outbox row id.
-    pub id: String,
+pub struct Delivery {
     /// The recipient address.
     pub recipient: String,
     /// The template name.
@@ -18,46 +16,19 @@ pub struct Claimed {
     pub attempts: i64,
 }
 
-/// A row is claimable when it is pending and due, or when the claim on it has expired.
-const CLAIMABLE: &str = "((status = 'pending' AND next_attempt_at <= $1) \
-                         OR (status = 'sending' AND locked_until <= $1))";
-
-/// Up to `limit` claimable message ids, oldest due first.
-pub async fn due_ids(pool: &AnyPool, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
-    let sql =
-        format!("SELECT id FROM mail_outbox WHERE {CLAIMABLE} ORDER BY next_attempt_at LIMIT $2");
-    let rows = sqlx::query(&sql)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(|r| r.try_get::<String, _>("id")).collect()
-}
-
-/// Claims message `id` for `token` until `lease_until`, counting the attempt; `None` when another
-/// worker got it first (PostgreSQL re-checks the condition on the row it waited for).
-pub async fn claim(
-    pool: &AnyPool,
-    id: &str,
-    token: &str,
-    now: i64,
-    lease_until: i64,
-) -> Result<Option<Claimed>, sqlx::Error> {
-    let sql = format!(
-        "UPDATE mail_outbox SET status = 'sending', claimed_by = $2, locked_until = $3, \
-         attempts = attempts + 1 WHERE id = $4 AND {CLAIMABLE} \
-         RETURNING recipient, template, payload, attempts"
-    );
-    let row = sqlx::query(&sql)
-        .bind(now)
-        .bind(token)
-        .bind(lease_until)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+/// Starts an attempt at message `id` if it still waits for one (`pending`, or `sending` after an
+/// attempt that never finished), counting it; `None` when it is sent, failed or gone.
+pub async fn start(pool: &AnyPool, id: &str) -> Result<Option<Delivery>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE mail_outbox SET status = 'sending', attempts = attempts + 1 \
+         WHERE id = $1 AND status IN ('pending', 'sending') \
+         RETURNING recipient, template, payload, attempts",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     row.map(|r| {
-        Ok(Claimed {
-            id: id.to_owned(),
+        Ok(Delivery {
             recipient: r.try_get("recipient")?,
             template: r.try_get("template")?,
             payload: r.try_get("payload")?,
@@ -67,61 +38,50 @@ pub async fn claim(
     .transpose()
 }
 
-/// Records a delivery and drops the payload (its links hold tokens). False if the claim was lost.
-pub async fn mark_sent(
-    pool: &AnyPool,
-    id: &str,
-    token: &str,
-    now: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE mail_outbox SET status = 'sent', sent_at = $1, payload = NULL, last_error = NULL, \
-         locked_until = NULL, claimed_by = NULL WHERE id = $2 AND claimed_by = $3",
+/// The status of message `id`, if it exists.
+pub async fn status(pool: &AnyPool, id: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT status FROM mail_outbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get("status")).transpose()
+}
+
+/// Records a delivery and drops the payload (its links hold tokens).
+pub async fn mark_sent(pool: &AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mail_outbox SET status = 'sent', sent_at = $1, payload = NULL, last_error = NULL \
+         WHERE id = $2",
     )
     .bind(now)
     .bind(id)
-    .bind(token)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
-/// Puts the message back in the queue for another attempt at `next_attempt_at`.
-pub async fn reschedule(
-    pool: &AnyPool,
-    id: &str,
-    token: &str,
-    next_attempt_at: i64,
-    error: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE mail_outbox SET status = 'pending', next_attempt_at = $1, last_error = $2, \
-         locked_until = NULL, claimed_by = NULL WHERE id = $3 AND claimed_by = $4",
+/// Puts the message back to `pending` after a failed attempt; its job schedules the retry.
+pub async fn mark_retry(pool: &AnyPool, id: &str, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mail_outbox SET status = 'pending', last_error = $1 \
+         WHERE id = $2 AND status = 'sending'",
     )
-    .bind(next_attempt_at)
     .bind(error)
     .bind(id)
-    .bind(token)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }
 
 /// Gives up on the message for good; the payload is dropped as its tokens are useless now.
-pub async fn mark_failed(
-    pool: &AnyPool,
-    id: &str,
-    token: &str,
-    error: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE mail_outbox SET status = 'failed', payload = NULL, last_error = $1, \
-         locked_until = NULL, claimed_by = NULL WHERE id = $2 AND claimed_by = $3",
+pub async fn mark_failed(pool: &AnyPool, id: &str, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mail_outbox SET status = 'failed', payload = NULL, last_error = $1 \
+         WHERE id = $2 AND status IN ('pending', 'sending')",
     )
     .bind(error)
     .bind(id)
-    .bind(token)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(())
 }

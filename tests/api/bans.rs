@@ -20,6 +20,8 @@ on_both_backends!(
     a_ban_made_by_one_instance_is_honoured_by_another_sharing_the_database,
     a_ban_made_by_one_instance_is_honoured_by_another_sharing_redis,
     an_ipv6_ban_covers_the_clients_whole_slash_64,
+    ban_records_that_can_no_longer_escalate_are_pruned_by_their_scheduled_job,
+    the_prune_job_empties_old_records_from_the_shared_redis_ban_list,
 );
 
 const PROBING: &[(&str, &str)] = &[("ABUSE_BAN_THRESHOLD", "10")];
@@ -271,4 +273,89 @@ async fn an_ipv6_ban_covers_the_clients_whole_slash_64(backend: Backend) {
         .unwrap();
     assert_eq!(lifted.status(), 204);
     assert_eq!(from("2001:db8:1:2::99").await.unwrap().status(), 200);
+}
+
+/// Runs the `protection.prune_bans` schedule now, as an admin, and waits for its job to finish.
+async fn run_ban_prune(app: &TestApp) {
+    let token = app.admin_token().await;
+    let res = app
+        .client
+        .post(app.url("/api/admin/jobs/schedules/protection.prune_bans/run"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let id = body["job_id"].as_str().unwrap().to_owned();
+    crate::jobs::until_state(&app.state.db, &id, "done").await;
+}
+
+async fn ban_records_that_can_no_longer_escalate_are_pruned_by_their_scheduled_job(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let day = 86_400_000_000i64;
+    let now = autorisen::db::types::now_micros();
+    // (address, banned at, until): long over; over but recent (still escalates); running.
+    let rows = [
+        ("203.0.113.1", now - 30 * day, now - 30 * day + 60_000_000),
+        ("203.0.113.2", now - 3_600_000_000, now - 3_000_000_000),
+        ("203.0.113.3", now - 60_000_000, now + day),
+    ];
+    for (ip, banned_at, until) in rows {
+        sqlx::query(
+            "INSERT INTO edge_bans (ip, reason, level, banned_at, until_at, updated_at) \
+             VALUES ($1, 'test', 1, $2, $3, $2)",
+        )
+        .bind(ip)
+        .bind(banned_at)
+        .bind(until)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    }
+    run_ban_prune(&app).await;
+    let left: Vec<String> = sqlx::query_scalar("SELECT ip FROM edge_bans ORDER BY ip")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["203.0.113.2", "203.0.113.3"]);
+}
+
+async fn the_prune_job_empties_old_records_from_the_shared_redis_ban_list(backend: Backend) {
+    let prefix = format!("autorisen-test:{}:", uuid::Uuid::new_v4().simple());
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("REDIS_URL", redis_url().as_str()),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ],
+    )
+    .await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{prefix}bans");
+    let now = autorisen::db::types::now_micros();
+    let old = serde_json::json!({"ip": "198.51.100.7", "reason": "old", "level": 1,
+        "banned_at": now - 40 * 86_400_000_000i64, "until": now - 39 * 86_400_000_000i64});
+    let running = serde_json::json!({"ip": "198.51.100.8", "reason": "now", "level": 1,
+        "banned_at": now, "until": now + 600_000_000});
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("198.51.100.7")
+        .arg(old.to_string())
+        .arg("198.51.100.8")
+        .arg(running.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    run_ban_prune(&app).await;
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields, vec!["198.51.100.8"]);
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
 }

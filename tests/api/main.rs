@@ -14,6 +14,7 @@ mod hardening;
 mod health;
 mod identity_cli;
 mod instances;
+mod jobs;
 mod links;
 mod lockout;
 mod mail;

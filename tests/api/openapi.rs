@@ -56,6 +56,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/admin/users/{id}"),
     ("post", "/api/admin/users/{id}/revoke-sessions"),
     ("get", "/api/admin/audit"),
+    ("get", "/api/admin/jobs"),
+    ("post", "/api/admin/jobs/{id}/retry"),
+    ("get", "/api/admin/jobs/schedules"),
+    ("post", "/api/admin/jobs/schedules/{name}/run"),
 ];
 
 async fn spec(app: &TestApp) -> serde_json::Value {

@@ -77,6 +77,7 @@ pub fn status(state: &AppState) -> Status {
     let mut features = BTreeMap::from([
         ("cors", !config.cors_origins.is_empty()),
         ("hsts", config.is_https()),
+        ("jobs", state.jobs.is_running()),
         ("mail", state.mail.is_running()),
         ("redis", state.kv.is_some()),
         ("web_app", state.web_app),

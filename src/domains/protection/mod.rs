@@ -1,5 +1,6 @@
 //! Operator endpoints of the edge protection: rate-limit counters and bans.
 
+mod jobs;
 mod routes;
 mod service;
 pub mod types;
@@ -9,6 +10,7 @@ use crate::{domain::Domain, state::AppState};
 /// The registry entry.
 pub const DOMAIN: Domain = Domain {
     routes: routes::routes,
+    jobs: jobs::register,
     features,
     ..Domain::new("protection")
 };
