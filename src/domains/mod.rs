@@ -5,8 +5,8 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod health;
-pub mod protection;
 pub mod ops;
+pub mod protection;
 pub mod users;
 
 use crate::{config::SettingsReader, domain::Domain};

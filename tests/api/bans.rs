@@ -357,5 +357,9 @@ async fn the_prune_job_empties_old_records_from_the_shared_redis_ban_list(backen
         .await
         .unwrap();
     assert_eq!(fields, vec!["198.51.100.8"]);
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

@@ -8,10 +8,10 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    state::AppState,
-    error::{AppError, Problem},
     domains::auth::extract::AdminUser,
+    error::{AppError, Problem},
     http::pagination::Page,
+    state::AppState,
 };
 
 use super::{

@@ -1,10 +1,10 @@
 //! Reading and steering the job runner for operators.
 
 use crate::{
-    state::AppState,
     error::AppError,
     http::pagination::Page,
     jobs::{Job, JobState, JobsError, ScheduleStatus},
+    state::AppState,
 };
 
 use super::types::{JobQuery, JobView, ScheduleList, ScheduleRun, ScheduleView};
