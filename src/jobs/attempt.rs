@@ -9,8 +9,8 @@ use tracing::Instrument;
 
 use super::{
     handle::Jobs,
+    options::{micros, RunnerOptions},
     registry::{JobContext, JobError},
-    runner::{micros, RunnerOptions},
     store::{self, Claimed, Outcome},
 };
 use crate::db::types::now_micros;

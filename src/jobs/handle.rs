@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use super::{
     periods,
     registry::{Kind, Registry, Wakeup},
-    schedule::at,
-    store, Every, Job, JobState, JobsError, NewJob, Schedule,
+    schedule::{at, Every, Schedule},
+    store,
+    types::{Job, JobState, JobsError, NewJob},
 };
 use crate::db::{types::new_id, Db};
 
@@ -50,13 +51,13 @@ impl Jobs {
         Self(Arc::new(Shared { db, registry }))
     }
 
-    /// Queues `job` inside the caller's transaction (see [`super::enqueue`]); returns its id.
+    /// Queues `job` inside the caller's transaction (see [`store::enqueue`]); returns its id.
     pub async fn enqueue(
         &self,
         conn: &mut sqlx::AnyConnection,
         job: NewJob,
     ) -> Result<String, sqlx::Error> {
-        super::enqueue(conn, job).await
+        store::enqueue(conn, job).await
     }
 
     /// Asks the runner to look for due jobs now; call it after committing queued jobs.
@@ -144,7 +145,7 @@ impl Jobs {
             new_id()
         ));
         let mut tx = self.0.db.begin().await?;
-        let id = super::enqueue(&mut tx, job).await?;
+        let id = store::enqueue(&mut tx, job).await?;
         periods::ran(&mut tx, name, &id).await?;
         tx.commit().await?;
         tracing::info!(schedule = name, job = %id, "scheduled job queued by hand");

@@ -4,16 +4,16 @@
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::{handle::Jobs, NewJob, Schedule};
-use crate::db::types::now_micros;
+use super::{schedule::Schedule, store, types::NewJob};
+use crate::db::{types::now_micros, Db};
 
 /// Gives each declared schedule its row (an existing row keeps its next run); false on failure.
-pub(super) async fn declare(jobs: &Jobs, schedules: &[Schedule]) -> bool {
+pub(super) async fn declare(db: &Db, schedules: &[Schedule]) -> bool {
     let now = now_micros();
     for s in schedules {
         let every = s.every.to_string();
         let next = s.every.next_after(now);
-        if let Err(e) = upsert(jobs.db().pool(), &s.name, &every, next).await {
+        if let Err(e) = upsert(db.pool(), &s.name, &every, next).await {
             tracing::warn!(schedule = %s.name, error = %e, "cannot declare the schedule; will retry");
             return false;
         }
@@ -24,19 +24,19 @@ pub(super) async fn declare(jobs: &Jobs, schedules: &[Schedule]) -> bool {
 /// Claims the period of `schedule` that began at `due` and, in the same transaction, queues its
 /// job; `None` when another instance claimed the period first.
 pub(super) async fn fire(
-    jobs: &Jobs,
+    db: &Db,
     schedule: &Schedule,
     due: i64,
 ) -> Result<Option<String>, sqlx::Error> {
     // Periods missed while no instance ran are not caught up one by one: the next is after now.
     let next = schedule.every.next_after(now_micros().max(due));
-    let mut tx = jobs.db().begin().await?;
+    let mut tx = db.begin().await?;
     if !claim(&mut tx, &schedule.name, due, next).await? {
         return Ok(None);
     }
     let job = NewJob::new(&schedule.kind, schedule.payload.clone())
         .idempotency_key(schedule.period_key(due));
-    let id = super::enqueue(&mut tx, job).await?;
+    let id = store::enqueue(&mut tx, job).await?;
     ran(&mut tx, &schedule.name, &id).await?;
     tx.commit().await?;
     Ok(Some(id)) // the runner claims it right after firing its schedules

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use super::Schedule;
+use super::schedule::Schedule;
 
 /// Why one attempt failed, and whether another may help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,11 +4,21 @@
 
 use sqlx::{any::AnyRow, AnyConnection, AnyPool, Row};
 
-use super::{schedule::at, Job, JobState, NewJob};
+use super::{
+    schedule::at,
+    types::{Job, JobState, NewJob},
+};
 use crate::db::types::{from_micros, new_id, now_micros, to_micros};
 
 const COLUMNS: &str = "id, kind, payload, idempotency_key, state, attempts, max_attempts, run_at, \
                        lease_until, last_error, created_at, updated_at, finished_at";
+
+/// Queues `job` on `conn`, which should be the transaction of the change that causes it, and
+/// returns its id. A job with the same idempotency key already queued wins: its id is returned
+/// and nothing is created. Call [`Jobs::wake`] after committing.
+pub async fn enqueue(conn: &mut sqlx::AnyConnection, job: NewJob) -> Result<String, sqlx::Error> {
+    insert(conn, &job).await
+}
 
 /// Queued and due, failed and due for its retry, or running under a lease that has expired.
 const CLAIMABLE: &str = "((state IN ('queued', 'failed') AND run_at <= $1) \
