@@ -13,6 +13,7 @@ on_both_backends!(
     api_health_is_healthy_with_a_timed_database_check,
     api_health_is_unhealthy_and_503_once_the_database_is_gone,
     api_health_includes_redis_when_it_is_configured,
+    probes_share_one_dependency_check_for_the_cache_interval,
     api_health_is_degraded_when_redis_is_unreachable,
     status_tells_version_environment_backend_and_features,
     status_tells_truthfully_which_edge_protections_are_on,
@@ -75,6 +76,24 @@ async fn api_health_is_unhealthy_and_503_once_the_database_is_gone(backend: Back
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["checks"]["database"]["status"], "down");
+}
+
+async fn probes_share_one_dependency_check_for_the_cache_interval(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("HEALTH_CACHE_MS", "60000")]).await;
+    assert_eq!(app.get("/api/health").await.status(), 200);
+    app.state.db.close().await;
+    // Within the interval no caller reaches the database: the last check answers.
+    for path in ["/api/health", "/ready"] {
+        assert_eq!(app.get(path).await.status(), 200, "{path}");
+    }
+    let fresh = TestApp::spawn_with(backend, &[("HEALTH_CACHE_MS", "0")]).await;
+    assert_eq!(fresh.get("/api/health").await.status(), 200);
+    fresh.state.db.close().await;
+    assert_eq!(
+        fresh.get("/api/health").await.status(),
+        503,
+        "without a cache every call checks"
+    );
 }
 
 async fn api_health_includes_redis_when_it_is_configured(backend: Backend) {

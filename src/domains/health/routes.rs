@@ -6,6 +6,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{error::Problem, state::AppState};
 
 use super::{
+    cache::HealthCache,
     service,
     types::{Health, Ok, Status, Verdict, Version},
 };
@@ -40,7 +41,12 @@ async fn alive() -> Json<Ok> {
     (status = 200, description = "Ready for traffic", body = Ok),
     (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json")))]
 async fn ready(State(state): State<AppState>) -> Result<Json<Ok>, crate::error::AppError> {
-    if service::database_ready(&state).await {
+    let health = state.get::<HealthCache>().health(&state).await;
+    if health
+        .checks
+        .get("database")
+        .is_some_and(|c| c.status == "up")
+    {
         Ok(Json(Ok { status: "ok" }))
     } else {
         Err(crate::error::AppError::Unavailable(
@@ -54,7 +60,7 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ok>, crate::error::
     (status = 200, description = "Healthy or degraded", body = Health),
     (status = 503, description = "Unhealthy: the database does not answer", body = Health)))]
 async fn api_health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let health = service::health(&state).await;
+    let health = state.get::<HealthCache>().health(&state).await;
     let code = if health.status == Verdict::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -33,11 +33,6 @@ fn round_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
-/// Whether the database answers within the check timeout.
-pub async fn database_ready(state: &AppState) -> bool {
-    state.db.ping(CHECK_TIMEOUT).await.is_ok()
-}
-
 /// Checks every dependency concurrently and gives the verdict.
 pub async fn health(state: &AppState) -> Health {
     let database = state.db.ping(CHECK_TIMEOUT);

@@ -39,7 +39,7 @@ pub struct Check {
 }
 
 /// `GET /api/health`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Health {
     /// The verdict.
     pub status: Verdict,
