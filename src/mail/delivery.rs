@@ -10,11 +10,10 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
+    layout::Rendered,
     mailer::Mailer,
     store::{self, Delivery},
-    templates,
     transport::{MailError, Outgoing},
-    Template,
 };
 use crate::{
     config::MailSettings,
@@ -131,13 +130,13 @@ impl SendMail {
             .payload
             .as_deref()
             .ok_or_else(|| MailError::Permanent("the payload is gone".into()))?;
-        let template: Template = serde_json::from_str(payload)
+        let rendered: Rendered = serde_json::from_str(payload)
             .map_err(|e| MailError::Permanent(format!("unreadable payload: {e}")))?;
         let mail = Outgoing {
             id: id.to_owned(),
             to: delivery.recipient.clone(),
             template: delivery.template.clone(),
-            rendered: templates::render(&template),
+            rendered,
         };
         tokio::time::timeout(self.timeout, self.mailer.transport().send(&mail))
             .await

@@ -6,74 +6,52 @@
 
 mod build;
 pub mod delivery;
+pub mod layout;
 mod mailer;
 mod smtp;
 mod store;
-pub mod templates;
 pub mod transport;
 
 pub use delivery::SEND_JOB;
+pub use layout::Rendered;
 pub use mailer::{MailStats, Mailer};
 pub use transport::{MailError, MailTransport, Outgoing};
-
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::{
     db::types::{new_id, now_micros},
     jobs::{self, NewJob},
 };
 
-/// What to send; each variant has a text and an HTML template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "template", rename_all = "snake_case")]
-pub enum Template {
-    /// Confirm an email address: `{PUBLIC_BASE_URL}/auth/verify-email?token=…`.
-    VerifyEmail {
-        /// The confirmation link, token included.
-        link: String,
-    },
-    /// Reset a forgotten password: `{PUBLIC_BASE_URL}/auth/reset-password?token=…`.
-    PasswordReset {
-        /// The reset link, token included.
-        link: String,
-    },
-    /// Notice that the password was changed.
-    PasswordChanged,
-    /// Notice that the account is locked after repeated failed logins.
-    AccountLocked {
-        /// When the lock ends.
-        until: DateTime<Utc>,
-    },
-}
-
-impl Template {
-    /// The stable name stored in the outbox.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::VerifyEmail { .. } => "verify_email",
-            Self::PasswordReset { .. } => "password_reset",
-            Self::PasswordChanged => "password_changed",
-            Self::AccountLocked { .. } => "account_locked",
-        }
-    }
+/// A message a domain sends: a stable name (for the outbox, logs and admins) and its words in
+/// the branded [`layout`]. Each domain keeps its own messages (e.g. `domains/auth/emails.rs`).
+pub trait Message {
+    /// The stable template name stored in the outbox (`password_reset`).
+    fn name(&self) -> &'static str;
+    /// Subject, text and HTML.
+    fn render(&self) -> Rendered;
 }
 
 /// One message to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email {
+pub struct Email<T> {
     /// The recipient's address (already validated).
     pub to: String,
     /// What to send.
-    pub template: Template,
+    pub template: T,
 }
 
 /// Queues `email` on `conn`, which should be the transaction of the change that causes it, so
 /// that the message is sent if and only if the change commits. Its `mail.send` job carries only
 /// the outbox id, recipient and template: the body and its links stay in the outbox row.
-pub async fn enqueue(conn: &mut sqlx::AnyConnection, email: &Email) -> Result<(), sqlx::Error> {
-    let payload =
-        serde_json::to_string(&email.template).map_err(|e| sqlx::Error::Encode(e.into()))?;
+///
+/// The message is rendered now, so it says what was true when it was caused; the rendered body
+/// (links with tokens) is cleared from the outbox once sent or given up.
+pub async fn enqueue<T: Message>(
+    conn: &mut sqlx::AnyConnection,
+    email: &Email<T>,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(&email.template.render())
+        .map_err(|e| sqlx::Error::Encode(e.into()))?;
     let id = new_id();
     let now = now_micros();
     sqlx::query(

@@ -8,7 +8,7 @@ use lettre::{
     AsyncFileTransport, AsyncTransport, Message, Tokio1Executor,
 };
 
-use super::templates::Rendered;
+use super::layout::Rendered;
 
 /// Why one delivery failed.
 #[derive(Debug, thiserror::Error)]

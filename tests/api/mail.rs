@@ -5,7 +5,10 @@ mod reliability;
 
 use std::time::Duration;
 
-use autorisen::mail::{enqueue, Email, Template};
+use autorisen::{
+    domains::auth::emails::Template,
+    mail::{enqueue, Email},
+};
 use sqlx::{AnyPool, Row};
 
 use crate::{
@@ -33,7 +36,7 @@ pub fn vars<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 }
 
 /// Queues `emails` in one committed transaction, as a service would, and wakes the worker.
-pub async fn queue(app: &TestApp, emails: &[Email]) {
+pub async fn queue(app: &TestApp, emails: &[Email<Template>]) {
     let mut tx = app.state.db.pool().begin().await.unwrap();
     for email in emails {
         enqueue(&mut tx, email).await.unwrap();
@@ -43,7 +46,7 @@ pub async fn queue(app: &TestApp, emails: &[Email]) {
 }
 
 /// A verification email to `to` with a link carrying `token`.
-pub fn verify(to: &str, token: &str) -> Email {
+pub fn verify(to: &str, token: &str) -> Email<Template> {
     Email {
         to: to.into(),
         template: Template::VerifyEmail {

@@ -10,6 +10,7 @@ on_both_backends!(
     a_limited_route_carries_the_ratelimit_policy_and_state_headers,
     past_the_quota_a_request_is_a_429_problem_with_retry_after_no_earlier_than_t,
     auth_routes_have_a_budget_of_their_own_on_top_of_the_general_one,
+    password_validation_spends_the_auth_budget,
     probes_and_docs_are_never_limited,
     shadow_mode_refuses_nothing_but_counts_what_it_would_have_refused,
     a_policy_turned_off_adds_no_headers_and_refuses_nothing,
@@ -96,6 +97,20 @@ async fn auth_routes_have_a_budget_of_their_own_on_top_of_the_general_one(backen
         429,
         "the auth budget is per client, shared by its routes"
     );
+}
+
+async fn password_validation_spends_the_auth_budget(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_AUTH", "2/60")]).await;
+    let candidate = serde_json::json!({"password": "correct horse battery staple"});
+    let check = || app.post_json("/api/auth/v2/validate-password", &candidate);
+    let first = check().await;
+    assert_eq!(first.status(), 200);
+    assert!(
+        TestApp::header(&first, "ratelimit-policy").contains(r#""auth";q=2;w=60"#),
+        "the route is in the auth class"
+    );
+    assert_eq!(check().await.status(), 200);
+    assert_problem(check().await, 429).await;
 }
 
 async fn probes_and_docs_are_never_limited(backend: Backend) {

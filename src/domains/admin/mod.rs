@@ -3,7 +3,6 @@
 
 mod routes;
 mod service;
-mod store;
 pub mod types;
 
 use crate::domain::Domain;

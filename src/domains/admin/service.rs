@@ -3,19 +3,20 @@
 use crate::{
     db::types::to_micros,
     domains::{
-        audit::{self, store::Filter, types::AuditEntry, Event, RequestMeta},
+        audit::{self, types::AuditEntry, Event, Filter, RequestMeta},
         auth::sessions,
-        users::{profile, store as users, Role, User},
+        users::{
+            profile,
+            service::{self as users, UserFilter},
+            Role, User,
+        },
     },
     error::AppError,
     http::pagination::{Page, Pagination},
     state::AppState,
 };
 
-use super::{
-    store,
-    types::{AdminUserPatch, AdminUserView, AuditQuery, UserQuery},
-};
+use super::types::{AdminUserPatch, AdminUserView, AuditQuery, UserQuery};
 
 fn not_found() -> AppError {
     AppError::NotFound("No such user.".into())
@@ -29,13 +30,23 @@ pub async fn list_users(
     if query.q.as_deref().is_some_and(|q| q.chars().count() > 100) {
         return Err(AppError::invalid("q", "must be at most 100 characters"));
     }
-    let (items, total) = store::list(state.db.pool(), query).await?;
-    Ok(query.pagination().wrap(items, total))
+    let filter = UserFilter {
+        role: query.role,
+        text: query.q.as_deref(),
+        active: query.active,
+    };
+    let page = query.pagination();
+    let (items, total) =
+        users::list_summaries(state.db.pool(), &filter, page.limit(), page.offset()).await?;
+    Ok(page.wrap(items.into_iter().map(AdminUserView::from).collect(), total))
 }
 
 /// One user.
 pub async fn get_user(state: &AppState, id: &str) -> Result<AdminUserView, AppError> {
-    store::get(state.db.pool(), id).await?.ok_or_else(not_found)
+    users::summary(state.db.pool(), id)
+        .await?
+        .map(AdminUserView::from)
+        .ok_or_else(not_found)
 }
 
 /// The profile for `to`, keeping the fields both roles share; names the fields left behind.
@@ -71,7 +82,9 @@ pub async fn patch_user(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let mut user = users::get(&mut *tx, id).await?.ok_or_else(not_found)?;
+    let mut user = users::user_by_id(&mut *tx, id)
+        .await?
+        .ok_or_else(not_found)?;
     let role = patch.role.unwrap_or(user.role);
     let active = patch.is_active.unwrap_or(user.is_active);
     if role != user.role {
@@ -126,7 +139,9 @@ pub async fn revoke_sessions(
     id: &str,
 ) -> Result<(), AppError> {
     let mut tx = state.db.begin().await?;
-    users::get(&mut *tx, id).await?.ok_or_else(not_found)?;
+    users::user_by_id(&mut *tx, id)
+        .await?
+        .ok_or_else(not_found)?;
     let n = sessions::revoke_all(&mut tx, id, None, "revoked_by_admin").await?;
     users::bump_token_epoch(&mut *tx, id).await?;
     let details = serde_json::json!({"sessions": n});
@@ -160,7 +175,6 @@ pub async fn audit(state: &AppState, query: AuditQuery) -> Result<Page<AuditEntr
         from: query.from.map(to_micros),
         to: query.to.map(to_micros),
     };
-    let (items, total) =
-        audit::store::list(state.db.pool(), &filter, page.limit(), page.offset()).await?;
+    let (items, total) = audit::list(state.db.pool(), &filter, page.limit(), page.offset()).await?;
     Ok(page.wrap(items, total))
 }

@@ -4,7 +4,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{domains::users::Role, http::pagination::Pagination};
+use crate::{
+    db::types::{from_micros, now_micros},
+    domains::users::{service::UserSummary, Role},
+    http::pagination::Pagination,
+};
 
 /// Filters of `GET /api/admin/users`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
@@ -57,6 +61,26 @@ pub struct AdminUserView {
     pub last_login_at: Option<DateTime<Utc>>,
     /// Locked until this time, when locked.
     pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl From<UserSummary> for AdminUserView {
+    fn from(u: UserSummary) -> Self {
+        let now = now_micros();
+        Self {
+            id: u.id,
+            email: u.email,
+            role: u.role,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            is_active: u.is_active,
+            email_verified: u.email_verified,
+            mfa_enabled: u.mfa_enabled,
+            created_at: from_micros(u.created_at),
+            last_login_at: u.last_login_at.map(from_micros),
+            // A lock that has ended is no lock.
+            locked_until: u.locked_until.filter(|until| *until > now).map(from_micros),
+        }
+    }
 }
 
 /// `PATCH /api/admin/users/{id}`.

@@ -4,7 +4,7 @@ use sqlx::{Any, AnyConnection, Executor, Row};
 
 use crate::db::types::{from_micros, new_id, now_micros};
 
-use super::types::{AuditEntry, Event, RequestMeta};
+use super::types::{AuditEntry, Event, Filter, RequestMeta};
 
 /// Appends `event` on `conn`, which should be the transaction of the change it records.
 pub async fn record(
@@ -29,23 +29,6 @@ pub async fn record(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Which events to list.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only events by this actor.
-    pub actor: Option<String>,
-    /// Only this action.
-    pub action: Option<String>,
-    /// Only events affecting this user.
-    pub target: Option<String>,
-    /// Only actions among these.
-    pub actions_in: Option<&'static [&'static str]>,
-    /// From this time (µs, inclusive).
-    pub from: Option<i64>,
-    /// Until this time (µs, exclusive).
-    pub to: Option<i64>,
 }
 
 enum Arg {

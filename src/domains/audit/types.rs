@@ -135,3 +135,20 @@ pub struct AuditEntry {
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only events by this actor.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only events affecting this user.
+    pub target: Option<String>,
+    /// Only actions among these.
+    pub actions_in: Option<&'static [&'static str]>,
+    /// From this time (µs, inclusive).
+    pub from: Option<i64>,
+    /// Until this time (µs, exclusive).
+    pub to: Option<i64>,
+}

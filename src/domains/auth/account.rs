@@ -4,8 +4,8 @@ use crate::http::validate as text;
 use crate::{
     db::types::from_micros,
     domains::{
-        audit::{self, store::Filter, types::AuditEntry, Event, RequestMeta},
-        users::{password, profile, store, User},
+        audit::{self, types::AuditEntry, Event, Filter, RequestMeta},
+        users::{password, profile, service as users, User},
     },
     error::{AppError, FieldError},
     http::pagination::{Page, Pagination},
@@ -81,7 +81,7 @@ pub async fn save_profile(
     user: &User,
 ) -> Result<(), AppError> {
     let mut tx = state.db.begin().await?;
-    store::set_profile(&mut *tx, user).await?;
+    users::set_profile(&mut *tx, user).await?;
     audit::record(&mut tx, meta, Event::own(&user.id, "profile_updated")).await?;
     tx.commit().await?;
     Ok(())
@@ -95,10 +95,11 @@ pub async fn change_password(
     sid: &str,
     req: ChangePasswordRequest,
 ) -> Result<(), AppError> {
-    let creds = store::credentials_by_id(state.db.pool(), &user.id)
+    // Both reads on one pooled connection, given back before the slow password check.
+    let mut conn = state.db.pool().acquire().await?;
+    let creds = users::credentials_by_id(&mut *conn, &user.id)
         .await?
         .ok_or_else(|| AppError::Unauthorized("The account no longer exists.".into()))?;
-    let mut conn = state.db.pool().acquire().await?;
     lockout::ensure_open(&mut conn, &user.id, creds.locked_until).await?;
     drop(conn);
     if state
@@ -136,7 +137,7 @@ pub async fn change_password(
         .hash(&req.new_password)
         .await?;
     let mut tx = state.db.begin().await?;
-    store::set_password_hash(&mut *tx, &user.id, &hash).await?;
+    users::set_password_hash(&mut *tx, &user.id, &hash).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, Some(sid), "password_changed").await?;
     audit::record(
         &mut tx,
@@ -203,7 +204,7 @@ pub async fn activity(
         ..Filter::default()
     };
     let (mut items, total) =
-        audit::store::list(state.db.pool(), &filter, page.limit(), page.offset()).await?;
+        audit::list(state.db.pool(), &filter, page.limit(), page.offset()).await?;
     // Events an admin caused are shown, but not the admin's address or browser.
     for item in &mut items {
         if item.actor_id.as_deref() != Some(user.id.as_str()) {

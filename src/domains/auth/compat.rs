@@ -17,7 +17,7 @@ use crate::{
         audit::RequestMeta,
         users::{
             password::{self, Assessment},
-            store, Email, UserView,
+            service as users, Email, UserView,
         },
     },
     error::{AppError, FieldError, Problem},
@@ -200,7 +200,7 @@ async fn validate_email(
             reason: Some("invalid_format"),
         }));
     };
-    let taken = store::email_exists(state.db.pool(), email.as_str()).await?;
+    let taken = users::email_exists(state.db.pool(), &email).await?;
     Ok(AppJson(EmailAvailability {
         available: !taken,
         reason: taken.then_some("already_exists"),
@@ -218,6 +218,12 @@ pub struct PasswordCandidate {
 /// Rates a candidate password against the policy registration applies.
 #[utoipa::path(post, path = "/api/auth/v2/validate-password", tag = "auth-compat", request_body = PasswordCandidate, responses(
     (status = 200, description = "The assessment", body = Assessment)))]
-async fn validate_password(AppJson(req): AppJson<PasswordCandidate>) -> AppJson<Assessment> {
-    AppJson(password::assess(&req.password, &[]))
+async fn validate_password(
+    AppJson(req): AppJson<PasswordCandidate>,
+) -> Result<AppJson<Assessment>, AppError> {
+    // zxcvbn takes milliseconds on long inputs: off the async workers, like password hashing.
+    let assessment = tokio::task::spawn_blocking(move || password::assess(&req.password, &[]))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    Ok(AppJson(assessment))
 }

@@ -7,13 +7,14 @@ use crate::{
     db::types::now_micros,
     domains::{
         audit::{self, Event, RequestMeta},
-        users::{password, store, User},
+        users::{password, service as users, User},
     },
     error::{AppError, FieldError},
-    mail::{self, Email, Template},
+    mail::{self, Email},
     state::AppState,
 };
 
+use super::emails::Template;
 use super::{lockout, opaque, sessions};
 
 const RESET: &str = "password_reset";
@@ -163,7 +164,7 @@ pub async fn confirm_verification(
     if !consume(state, &mut tx, token).await? {
         return Err(bad_token());
     }
-    store::set_email_verified(&mut *tx, &user_id).await?;
+    users::set_email_verified(&mut *tx, &user_id).await?;
     audit::record(&mut tx, meta, Event::own(&user_id, "email_verified")).await?;
     tx.commit().await?;
     Ok(())
@@ -177,7 +178,7 @@ pub async fn request_reset(
     email: &str,
 ) -> Result<(), AppError> {
     super::budget::spend(state, email).await?;
-    let Some(user) = crate::domains::users::service::user_by_email(state.db.pool(), email)
+    let Some(user) = users::user_by_email(state.db.pool(), email)
         .await?
         .filter(|u| u.is_active)
     else {
@@ -217,7 +218,7 @@ pub async fn confirm_reset(
     let Some(user_id) = holder(state, &mut conn, token, RESET).await? else {
         return Err(bad_token());
     };
-    let user = store::get(&mut *conn, &user_id)
+    let user = users::user_by_id(&mut *conn, &user_id)
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(bad_token)?;
@@ -232,7 +233,7 @@ pub async fn confirm_reset(
     if !consume(state, &mut tx, token).await? {
         return Err(bad_token());
     }
-    store::set_password_hash(&mut *tx, &user.id, &hash).await?;
+    users::set_password_hash(&mut *tx, &user.id, &hash).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, None, "password_reset").await?;
     lockout::record_success(&mut tx, &user.id).await?;
     let event = Event {

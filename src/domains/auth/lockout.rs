@@ -2,13 +2,16 @@
 //! lock after 10 failures within 15 minutes, never more than 100 failures an hour. State lives in
 //! the database so every instance enforces the same lock. A lock always ends by itself.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use sqlx::{AnyConnection, Row};
 
 use crate::{
     db::types::{from_micros, new_id, now_micros},
-    domains::audit::{self, Event, RequestMeta},
+    domains::{
+        audit::{self, Event, RequestMeta},
+        users::service::{self as users, joined},
+    },
     error::AppError,
     mail,
 };
@@ -59,6 +62,18 @@ pub async fn ensure_open(
     Ok(())
 }
 
+/// The consecutive failures of one kind within the window: those since the account's reset point
+/// (a success or a lock moves it), read with the account in one query; the users domain gives
+/// the join and the column ([`joined`]).
+static CONSECUTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COUNT(*) AS n FROM auth_failures f {join} \
+         WHERE f.user_id = $1 AND f.kind = $2 AND f.at > {reset_at} AND f.at > $3",
+        join = joined::join_on("f.user_id"),
+        reset_at = joined::FAILURES_RESET_AT,
+    )
+});
+
 /// Records a failed attempt of `kind`; locks the account (and queues the lock email) at the
 /// threshold. Returns how long to hold the answer back (the progressive delay).
 pub async fn record_failure(
@@ -76,25 +91,17 @@ pub async fn record_failure(
         .bind(now)
         .execute(&mut *conn)
         .await?;
-    let consecutive: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM auth_failures f JOIN users u ON u.id = f.user_id \
-         WHERE f.user_id = $1 AND f.kind = $2 AND f.at > u.failures_reset_at AND f.at > $3",
-    )
-    .bind(user_id.to_owned())
-    .bind(kind.to_owned())
-    .bind(now - WINDOW_MICROS)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get("n")?;
+    let consecutive: i64 = sqlx::query(&CONSECUTIVE_SQL)
+        .bind(user_id.to_owned())
+        .bind(kind.to_owned())
+        .bind(now - WINDOW_MICROS)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
     if consecutive >= LOCK_AFTER {
         let until = now + LOCK_MICROS;
         // Restarting the count makes the lock temporary: after it, the full allowance applies again.
-        sqlx::query("UPDATE users SET locked_until = $1, failures_reset_at = $2 WHERE id = $3")
-            .bind(until)
-            .bind(now)
-            .bind(user_id.to_owned())
-            .execute(&mut *conn)
-            .await?;
+        users::lock_until(&mut *conn, user_id, until, now).await?;
         let event = Event {
             actor: None,
             action: "account_locked",
@@ -105,7 +112,7 @@ pub async fn record_failure(
         audit::record(conn, meta, event).await?;
         let email = mail::Email {
             to: email.to_owned(),
-            template: mail::Template::AccountLocked {
+            template: super::emails::Template::AccountLocked {
                 until: from_micros(until),
             },
         };
@@ -127,11 +134,7 @@ fn delay_for(consecutive: i64) -> Duration {
 /// A success of `kind`: its consecutive count restarts and any lock ends; old rows are pruned.
 pub async fn record_success(conn: &mut AnyConnection, user_id: &str) -> Result<(), AppError> {
     let now = now_micros();
-    sqlx::query("UPDATE users SET failures_reset_at = $1, locked_until = NULL WHERE id = $2")
-        .bind(now)
-        .bind(user_id.to_owned())
-        .execute(&mut *conn)
-        .await?;
+    users::reset_failures(&mut *conn, user_id, now).await?;
     sqlx::query("DELETE FROM auth_failures WHERE user_id = $1 AND at < $2")
         .bind(user_id.to_owned())
         .bind(now - HOUR_MICROS)

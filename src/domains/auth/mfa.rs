@@ -5,7 +5,7 @@
 //! toward the account lockout like wrong passwords.
 
 use rand::Rng;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 
@@ -13,7 +13,7 @@ use crate::{
     db::types::{new_id, now_micros},
     domains::{
         audit::{self, Event, RequestMeta},
-        users::{store, User},
+        users::{service as users, User},
     },
     error::AppError,
     state::AppState,
@@ -46,26 +46,6 @@ fn totp(secret_b32: &str, email: &str) -> Result<TOTP, AppError> {
     .map_err(|e| AppError::Internal(anyhow::anyhow!("bad TOTP parameters: {e}")))
 }
 
-/// The MFA columns of a user.
-struct MfaState {
-    secret: Option<String>,
-    pending: Option<String>,
-    locked_until: Option<i64>,
-}
-
-async fn mfa_state(conn: &mut AnyConnection, user_id: &str) -> Result<MfaState, AppError> {
-    let row =
-        sqlx::query("SELECT mfa_secret, mfa_pending_secret, locked_until FROM users WHERE id = $1")
-            .bind(user_id.to_owned())
-            .fetch_one(conn)
-            .await?;
-    Ok(MfaState {
-        secret: row.try_get("mfa_secret")?,
-        pending: row.try_get("mfa_pending_secret")?,
-        locked_until: row.try_get("locked_until")?,
-    })
-}
-
 /// The time step `code` belongs to (current ±1), if it is right for `secret`.
 fn matching_step(totp: &TOTP, code: &str) -> Option<i64> {
     let now = chrono::Utc::now().timestamp() as u64;
@@ -87,12 +67,7 @@ async fn accept_totp(
     let Some(step) = matching_step(&totp(secret, &user.email)?, code.trim()) else {
         return Ok(false);
     };
-    let done = sqlx::query("UPDATE users SET mfa_last_step = $1 WHERE id = $2 AND (mfa_last_step IS NULL OR mfa_last_step < $1)")
-        .bind(step)
-        .bind(user.id.clone())
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(users::claim_mfa_step(conn, &user.id, step).await?)
 }
 
 fn normalise_recovery(code: &str) -> String {
@@ -131,7 +106,7 @@ async fn check_code(
     code: &str,
 ) -> Result<(), AppError> {
     let mut tx = state.db.begin().await?;
-    let locked_until = mfa_state(&mut tx, &user.id).await?.locked_until;
+    let locked_until = users::mfa_state(&mut *tx, &user.id).await?.locked_until;
     lockout::ensure_open(&mut tx, &user.id, locked_until).await?;
     let ok = if code.trim().len() == 6 && code.trim().bytes().all(|b| b.is_ascii_digit()) {
         accept_totp(&mut tx, user, secret, code).await?
@@ -172,11 +147,7 @@ pub async fn setup(state: &AppState, user: &User) -> Result<MfaSetup, AppError> 
         )));
     };
     let uri = totp(&secret, &user.email)?.get_url();
-    sqlx::query("UPDATE users SET mfa_pending_secret = $1 WHERE id = $2")
-        .bind(secret.clone())
-        .bind(user.id.clone())
-        .execute(state.db.pool())
-        .await?;
+    users::set_mfa_pending_secret(state.db.pool(), &user.id, &secret).await?;
     Ok(MfaSetup {
         secret,
         otpauth_uri: uri,
@@ -195,7 +166,7 @@ pub async fn enable(
         return Err(AppError::Conflict("MFA is already enabled.".into()));
     }
     let mut conn = state.db.pool().acquire().await?;
-    let pending = mfa_state(&mut conn, &user.id)
+    let pending = users::mfa_state(&mut *conn, &user.id)
         .await?
         .pending
         .ok_or_else(|| AppError::Conflict("Call /api/auth/mfa/setup first.".into()))?;
@@ -207,13 +178,7 @@ pub async fn enable(
     let mut tx = state.db.begin().await?;
     // Conditional, so that of two concurrent enables only one takes the pending secret: the
     // other must not leave MFA on without a secret.
-    let enabled = sqlx::query("UPDATE users SET mfa_secret = mfa_pending_secret, mfa_pending_secret = NULL, mfa_enabled = TRUE WHERE id = $1 AND mfa_enabled = FALSE AND mfa_pending_secret = $2")
-        .bind(user.id.clone())
-        .bind(pending.clone())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if enabled != 1 {
+    if !users::enable_mfa(&mut *tx, &user.id, &pending).await? {
         return Err(AppError::Conflict(
             "MFA was enabled by another request.".into(),
         ));
@@ -258,7 +223,7 @@ async fn confirm_password(
     password: &str,
     action: &str,
 ) -> Result<(), AppError> {
-    let creds = store::credentials_by_id(state.db.pool(), &user.id)
+    let creds = users::credentials_by_id(state.db.pool(), &user.id)
         .await?
         .ok_or_else(service::bad_credentials)?;
     if state
@@ -296,7 +261,7 @@ pub async fn disable(
     code: &str,
 ) -> Result<(), AppError> {
     let mut conn = state.db.pool().acquire().await?;
-    let mfa = mfa_state(&mut conn, &user.id).await?;
+    let mfa = users::mfa_state(&mut *conn, &user.id).await?;
     drop(conn);
     let secret = mfa
         .secret
@@ -305,10 +270,7 @@ pub async fn disable(
     confirm_password(state, meta, user, password, "mfa_disabled").await?;
     check_code(state, meta, user, &secret, code).await?;
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE users SET mfa_enabled = FALSE, mfa_secret = NULL, mfa_pending_secret = NULL WHERE id = $1")
-        .bind(user.id.clone())
-        .execute(&mut *tx)
-        .await?;
+    users::disable_mfa(&mut *tx, &user.id).await?;
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user.id.clone())
         .execute(&mut *tx)
@@ -334,14 +296,16 @@ pub async fn verify(
         .ok_or_else(refused)?;
     // Codes guessed from many addresses still meet one budget per account.
     super::budget::spend(state, &format!("mfa:{}", claims.sub)).await?;
-    let user = store::get(state.db.pool(), &claims.sub)
+    // The user and its secret are read on one pooled connection, released before the code check
+    // opens its transaction.
+    let mut conn = state.db.pool().acquire().await?;
+    let user = users::user_by_id(&mut *conn, &claims.sub)
         .await?
         .ok_or_else(refused)?;
     if !user.is_active || !user.mfa_enabled || user.token_epoch != claims.ver {
         return Err(refused());
     }
-    let mut conn = state.db.pool().acquire().await?;
-    let secret = mfa_state(&mut conn, &user.id)
+    let secret = users::mfa_state(&mut *conn, &user.id)
         .await?
         .secret
         .ok_or_else(refused)?;

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod budget;
 pub mod cookie;
+pub mod emails;
 pub mod extract;
 pub mod hashing;
 pub mod keys;
@@ -44,6 +45,8 @@ pub const DOMAIN: Domain = Domain {
         RouteRule::exact("/api/auth/v2/validate-email", AuthClass),
         RouteRule::exact("/api/auth/v2/login", AuthClass),
         RouteRule::exact("/api/auth/v2/register", AuthClass),
+        // Unauthenticated and costly (zxcvbn): an oracle for guessing, so the auth budget.
+        RouteRule::exact("/api/auth/v2/validate-password", AuthClass),
         RouteRule::subtree("/api/auth/password-reset", AuthClass),
         RouteRule::subtree("/api/auth/verify-email", AuthClass),
     ],

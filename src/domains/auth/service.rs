@@ -9,7 +9,7 @@ use crate::{
         audit::{self, Event, Outcome, RequestMeta},
         users::{
             password, profile,
-            store::{self, NewUser},
+            service::{self as users, Credentials, NewUser},
             Email, Role, User, UserView,
         },
     },
@@ -171,7 +171,7 @@ pub async fn register(
         created_at: now_micros(),
     };
     let mut tx = state.db.begin().await?;
-    store::insert(&mut *tx, &new)
+    users::create(&mut *tx, &new)
         .await
         .map_err(|e| match crate::error::classify_error(e) {
             AppError::Conflict(_) => {
@@ -179,7 +179,7 @@ pub async fn register(
             }
             other => other,
         })?;
-    let user = store::get(&mut *tx, &new.id)
+    let user = users::user_by_id(&mut *tx, &new.id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("user vanished"))?;
     audit::record(
@@ -205,20 +205,14 @@ pub async fn login(
     password_: &str,
 ) -> Result<(LoginResponse, Option<String>), AppError> {
     super::budget::spend(state, email).await?;
-    let email = Email::parse(email).ok();
-    let creds = match &email {
-        Some(e) => store::credentials_by_email(state.db.pool(), e.as_str()).await?,
-        None => None,
+    let creds = match Email::parse(email) {
+        Ok(email) => login_reads(state, meta, &email).await?,
+        Err(_) => None,
     };
-    if let Some(c) = &creds {
-        let mut conn = state.db.pool().acquire().await?;
-        if let Err(e) = lockout::ensure_open(&mut conn, &c.user.id, c.locked_until).await {
-            let mut tx = state.db.begin().await?;
-            audit::record(&mut tx, meta, login_failed(&c.user.id, "locked")).await?;
-            tx.commit().await?;
-            return Err(e);
-        }
-    }
+    // The password is verified with no connection held (`login_reads` gave its back): the verify
+    // may queue for a hashing slot (up to 10 s in a login flood, see `hashing`) and then runs
+    // argon2id, and logins holding connections through that would drain the pool for every other
+    // request. Each write below takes its own transaction.
     let verified = state
         .get::<super::Auth>()
         .hasher
@@ -261,7 +255,7 @@ pub async fn login(
     };
     let mut tx = state.db.begin().await?;
     if let Some(hash) = &upgraded {
-        store::set_password_hash(&mut *tx, &user.id, hash).await?;
+        users::set_password_hash(&mut *tx, &user.id, hash).await?;
         audit::record(
             &mut tx,
             meta,
@@ -293,6 +287,29 @@ pub async fn login(
     Ok((LoginResponse::Tokens(tokens), Some(refresh)))
 }
 
+/// The reads of a login before its password check, on ONE pooled connection: the account behind
+/// `email` (user, hash, lock), then its hourly failure budget. The connection goes back to the
+/// pool before anything is written or hashed. A locked account is audited and refused here.
+async fn login_reads(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &Email,
+) -> Result<Option<Credentials>, AppError> {
+    let mut conn = state.db.pool().acquire().await?;
+    let Some(creds) = users::credentials_by_email(&mut *conn, email).await? else {
+        return Ok(None);
+    };
+    let open = lockout::ensure_open(&mut conn, &creds.user.id, creds.locked_until).await;
+    drop(conn);
+    if let Err(e) = open {
+        let mut tx = state.db.begin().await?;
+        audit::record(&mut tx, meta, login_failed(&creds.user.id, "locked")).await?;
+        tx.commit().await?;
+        return Err(e);
+    }
+    Ok(Some(creds))
+}
+
 fn login_failed<'a>(user_id: &'a str, reason: &str) -> Event<'a> {
     Event {
         actor: None,
@@ -311,7 +328,7 @@ pub async fn finish_login(
     meta: &RequestMeta,
     method: &str,
 ) -> Result<TokenResponse, AppError> {
-    store::touch_login(&mut *tx, &user.id).await?;
+    users::touch_login(&mut *tx, &user.id).await?;
     let (sid, refresh) = start_session(state, tx, user, meta).await?;
     let event = Event::own(&user.id, "login")
         .with(serde_json::json!({"method": method, "session_id": sid}));

@@ -8,10 +8,7 @@ use crate::{
     db::types::{new_id, now_micros},
     domains::{
         audit::RequestMeta,
-        users::{
-            store::{from_row, USER_COLUMNS},
-            User,
-        },
+        users::{service::joined, User},
     },
 };
 
@@ -84,11 +81,15 @@ pub struct Live {
     pub expires_at: i64,
 }
 
-/// The query of [`live`], built once: it runs on every authenticated request.
+/// The query of [`live`], built once: it runs on every authenticated request. The session and
+/// its user come in one round trip; the user side (join, columns, decoding) is the users
+/// domain's read contract, [`joined`].
 static LIVE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {USER_COLUMNS}, s.revoked_at, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.id = $1 AND s.user_id = $2"
+        "SELECT {user}, s.revoked_at, s.expires_at FROM sessions s {join} \
+         WHERE s.id = $1 AND s.user_id = $2",
+        user = joined::COLUMNS,
+        join = joined::join_on("s.user_id"),
     )
 });
 
@@ -107,7 +108,7 @@ pub async fn live<'c>(
         return Ok(None);
     };
     Ok(Some(Live {
-        user: from_row(&row)?,
+        user: joined::user(&row)?,
         revoked_at: row.try_get("revoked_at")?,
         expires_at: row.try_get("expires_at")?,
     }))
@@ -130,17 +131,24 @@ pub struct Presented {
     pub user: User,
 }
 
+/// The query of [`find_refresh`]: the token, its session and its user in one round trip, the
+/// user side through the users domain's read contract, [`joined`].
+static REFRESH_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {user}, r.session_id, r.rotated_at, s.revoked_at, s.expires_at, s.absolute_expires_at \
+         FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id {join} \
+         WHERE r.token_hash = $1",
+        user = joined::COLUMNS,
+        join = joined::join_on("s.user_id"),
+    )
+});
+
 /// Finds the refresh token whose hash is `hash`.
 pub async fn find_refresh(
     conn: &mut AnyConnection,
     hash: &str,
 ) -> Result<Option<Presented>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS}, r.session_id, r.rotated_at, s.revoked_at, s.expires_at, s.absolute_expires_at \
-         FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
-         WHERE r.token_hash = $1"
-    );
-    let Some(row) = sqlx::query(&sql)
+    let Some(row) = sqlx::query(&REFRESH_SQL)
         .bind(hash.to_owned())
         .fetch_optional(conn)
         .await?
@@ -154,7 +162,7 @@ pub async fn find_refresh(
         revoked: revoked_at.is_some(),
         expires_at: row.try_get("expires_at")?,
         absolute_expires_at: row.try_get("absolute_expires_at")?,
-        user: from_row(&row)?,
+        user: joined::user(&row)?,
     }))
 }
 

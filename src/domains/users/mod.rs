@@ -1,11 +1,14 @@
 //! Accounts: who a user is (email, names, role, role-specific profile) and how it is validated.
+//!
+//! This domain alone has SQL on the `users` table. Its stores are private: other domains call
+//! [`service`], including for the reads they join to their own rows ([`service::joined`]).
 
 pub mod create_admin;
 pub mod import;
 pub mod password;
 pub mod profile;
 pub mod service;
-pub mod store;
+mod store;
 pub mod types;
 
 pub use types::{Email, Role, User, UserView};

@@ -1,4 +1,6 @@
-//! The SQL of accounts.
+//! The SQL of accounts: reads, credentials, profile, role and status; creation in `create`, the
+//! MFA and lock columns in [`security`], the admin listing in [`admin`]. Private to this domain: other
+//! domains go through [`super::service`].
 
 use sqlx::{any::AnyRow, Any, Executor, Row};
 
@@ -6,12 +8,26 @@ use crate::db::types::now_micros;
 
 use super::{Role, User};
 
+pub mod admin;
+mod create;
+pub mod security;
+
+pub use create::{insert, insert_if_new, NewUser};
+
 /// The columns [`from_row`] reads, for `SELECT {USER_COLUMNS} FROM users u`.
 /// Booleans are read through `CAST(… AS INTEGER)`: sqlx's Any driver cannot decode SQLite's
 /// BOOLEAN columns, and an integer decodes on both backends.
 pub const USER_COLUMNS: &str = "u.id, u.email, u.role, u.first_name, u.last_name, u.profile, \
      CAST(u.is_active AS INTEGER) AS is_active, CAST(u.email_verified AS INTEGER) AS email_verified, \
      CAST(u.mfa_enabled AS INTEGER) AS mfa_enabled, u.token_epoch, u.created_at";
+
+/// The reset point of the consecutive-failure count, for a read that joins `users u`.
+pub const FAILURES_RESET_AT: &str = "u.failures_reset_at";
+
+/// Joins the user whose id is in `user_id` (a column of the joining table) as `u`.
+pub fn join_on(user_id: &str) -> String {
+    format!("JOIN users u ON u.id = {user_id}")
+}
 
 /// Reads a [`User`] from a row selected with [`USER_COLUMNS`].
 pub fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
@@ -31,70 +47,6 @@ pub fn from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
         token_epoch: row.try_get("token_epoch")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-/// A new account, validated.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    /// The id to create it with.
-    pub id: String,
-    /// The validated email.
-    pub email: String,
-    /// An argon2id (or imported bcrypt) hash.
-    pub password_hash: String,
-    /// The role.
-    pub role: Role,
-    /// Given name.
-    pub first_name: String,
-    /// Family name.
-    pub last_name: String,
-    /// The profile document.
-    pub profile: serde_json::Value,
-    /// Whether the email is already confirmed (imports).
-    pub email_verified: bool,
-    /// Creation time (µs).
-    pub created_at: i64,
-}
-
-const INSERT: &str = "INSERT INTO users (id, email, password_hash, role, first_name, last_name, \
-     profile, is_active, email_verified, token_epoch, mfa_enabled, failures_reset_at, created_at, \
-     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, 0, FALSE, $9, $9, $9)";
-
-/// Inserts `user`; a duplicate email is a unique violation (409 at the edge).
-pub async fn insert<'c>(
-    db: impl Executor<'c, Database = Any>,
-    user: &NewUser,
-) -> Result<(), sqlx::Error> {
-    bind_new(sqlx::query(INSERT), user).execute(db).await?;
-    Ok(())
-}
-
-/// Inserts `user` unless the email exists; returns whether it was inserted (imports).
-pub async fn insert_if_new<'c>(
-    db: impl Executor<'c, Database = Any>,
-    user: &NewUser,
-) -> Result<bool, sqlx::Error> {
-    let sql = format!("{INSERT} ON CONFLICT (email) DO NOTHING");
-    Ok(bind_new(sqlx::query(&sql), user)
-        .execute(db)
-        .await?
-        .rows_affected()
-        == 1)
-}
-
-fn bind_new<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    u: &NewUser,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    q.bind(u.id.clone())
-        .bind(u.email.clone())
-        .bind(u.password_hash.clone())
-        .bind(u.role.as_str())
-        .bind(u.first_name.clone())
-        .bind(u.last_name.clone())
-        .bind(u.profile.to_string())
-        .bind(u.email_verified)
-        .bind(u.created_at)
 }
 
 /// The user with `id`.

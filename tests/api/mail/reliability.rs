@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use autorisen::{
     app::App,
     db::{migrate, types::now_micros, Db},
-    mail::{enqueue, Email, Template},
+    domains::auth::emails::Template,
+    mail::{enqueue, Email},
 };
 use tokio::sync::oneshot;
 
