@@ -1,6 +1,6 @@
 //! Response hardening (security headers, no-store, CORS) and connection-level limits.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use autorisen::{app::serve_router, db::Db, edge::Edge, http::layers};
 use axum::{routing::get, Router};
@@ -199,8 +199,15 @@ async fn a_client_sending_its_head_too_slowly_is_disconnected(backend: Backend) 
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
-/// The real layer stack around a route that takes 800 ms.
-async fn slow_server(backend: Backend, vars: &[(&str, &str)]) -> (String, TestDb) {
+/// The real layer stack around a route that holds each request until the test releases it.
+struct SlowServer {
+    address: String,
+    entered: tokio::sync::mpsc::UnboundedReceiver<()>,
+    release: Arc<tokio::sync::Semaphore>,
+    _db: TestDb,
+}
+
+async fn slow_server(backend: Backend, vars: &[(&str, &str)]) -> SlowServer {
     let db = TestDb::create(backend).await;
     let mut all: HashMap<String, String> = base_vars(&db);
     for (k, v) in vars {
@@ -209,11 +216,18 @@ async fn slow_server(backend: Backend, vars: &[(&str, &str)]) -> (String, TestDb
     let config = config_from(&all);
     let database = Db::connect(&db.url, 1).await.unwrap();
     let edge = Edge::new(&config.edge, None, database, autorisen::app::route_table());
+    let (entered_tx, entered) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = release.clone();
     let routes = Router::new().route(
         "/api/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            "done"
+        get(move || {
+            let (entered, gate) = (entered_tx.clone(), gate.clone());
+            async move {
+                let _ = entered.send(());
+                gate.acquire().await.unwrap().forget();
+                "done"
+            }
         }),
     );
     let router = layers::apply(routes, &config, &edge);
@@ -225,31 +239,41 @@ async fn slow_server(backend: Backend, vars: &[(&str, &str)]) -> (String, TestDb
         std::future::pending(),
         Duration::from_secs(1),
     ));
-    (address, db)
+    SlowServer {
+        address,
+        entered,
+        release,
+        _db: db,
+    }
 }
 
-async fn one_busy_then_another(address: &str) -> (reqwest::Response, reqwest::Response) {
-    let url = format!("{address}/api/slow");
+/// One request held inside the route, then a second one, answered while the first is still
+/// held (so it was refused at once, not queued); then the first is let go.
+async fn one_busy_then_another(server: &mut SlowServer) -> (reqwest::Response, reqwest::Response) {
+    let url = format!("{}/api/slow", server.address);
     let busy = tokio::spawn(reqwest::get(url.clone()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .entered
+        .recv()
+        .await
+        .expect("the first request is inside");
     let second = reqwest::get(url).await.unwrap();
+    server.release.add_permits(1);
     (busy.await.unwrap().unwrap(), second)
 }
 
 async fn a_client_over_its_in_flight_cap_gets_a_429_with_retry_after(backend: Backend) {
-    let (address, _db) = slow_server(backend, &[("MAX_CONCURRENT_PER_IP", "1")]).await;
-    let (busy, second) = one_busy_then_another(&address).await;
+    let mut server = slow_server(backend, &[("MAX_CONCURRENT_PER_IP", "1")]).await;
+    let (busy, second) = one_busy_then_another(&mut server).await;
     assert_eq!(busy.status(), 200);
     assert_eq!(TestApp::header(&second, "retry-after"), "1");
     assert_problem(second, 429).await;
 }
 
 async fn a_saturated_instance_sheds_load_with_a_fast_503(backend: Backend) {
-    let (address, _db) = slow_server(backend, &[("MAX_IN_FLIGHT", "1")]).await;
-    let started = std::time::Instant::now();
-    let (busy, second) = one_busy_then_another(&address).await;
+    let mut server = slow_server(backend, &[("MAX_IN_FLIGHT", "1")]).await;
+    let (busy, second) = one_busy_then_another(&mut server).await;
     assert_eq!(busy.status(), 200);
     assert_eq!(TestApp::header(&second, "retry-after"), "1");
     assert_problem(second, 503).await;
-    assert!(started.elapsed() < Duration::from_millis(1500));
 }

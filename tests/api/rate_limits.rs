@@ -403,4 +403,16 @@ async fn the_redis_backend_keeps_quotas_above_a_thousand_per_second_exact(backen
         .unwrap_or_else(|| panic!("no r in {state}"));
     assert!((2990..=3010).contains(&remaining), "{state}");
     assert_eq!(app.state.edge.limiter.backend(), "redis");
+    // The memory fallback would answer the same numbers. Every check that Redis did not answer
+    // is counted as a backend error (and then decided in memory), so none means Redis decided.
+    // (The key itself is gone by now: at 3000/s its budget is full again within a millisecond,
+    // and the limiter lets such keys expire.)
+    let errors = app
+        .state
+        .edge
+        .limiter
+        .stats
+        .backend_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(errors, 0, "Redis answered every check");
 }

@@ -1,29 +1,43 @@
 //! Graceful shutdown: in-flight requests finish, within the grace period.
+//!
+//! The slow route tells the test when a request is inside it and finishes only when the test lets
+//! it, so no assertion depends on how fast a loaded machine runs.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use autorisen::app::serve_router;
 use axum::{routing::get, Router};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-async fn start(
-    sleep: Duration,
-    grace: Duration,
-) -> (
-    String,
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+struct Server {
+    address: String,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    entered: mpsc::UnboundedReceiver<()>,
+    release: Arc<Semaphore>,
+}
+
+async fn start(grace: Duration) -> Server {
+    let (entered_tx, entered) = mpsc::unbounded_channel();
+    let release = Arc::new(Semaphore::new(0));
+    let gate = release.clone();
     let router = Router::new().route(
         "/slow",
-        get(move || async move {
-            tokio::time::sleep(sleep).await;
-            "finished"
+        get(move || {
+            let (entered, gate) = (entered_tx.clone(), gate.clone());
+            async move {
+                let _ = entered.send(());
+                gate.acquire().await.unwrap().forget();
+                "finished"
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
+    let (stop, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(serve_router(
         listener,
         router,
@@ -32,35 +46,53 @@ async fn start(
         },
         grace,
     ));
-    (address, tx, server)
+    Server {
+        address,
+        stop,
+        server,
+        entered,
+        release,
+    }
 }
 
 #[tokio::test]
 async fn a_request_in_flight_when_shutdown_begins_still_gets_its_answer() {
-    let (address, stop, server) = start(Duration::from_millis(800), Duration::from_secs(10)).await;
-    let request = tokio::spawn(reqwest::get(format!("{address}/slow")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.send(()).unwrap();
+    let mut s = start(Duration::from_secs(30)).await;
+    let request = tokio::spawn(reqwest::get(format!("{}/slow", s.address)));
+    s.entered
+        .recv()
+        .await
+        .expect("the request reached the handler");
+    s.stop.send(()).unwrap();
+    s.release.add_permits(1);
     let res = request.await.unwrap().expect("answered, not cut off");
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "finished");
-    server.await.unwrap().unwrap();
+    s.server.await.unwrap().unwrap();
     assert!(
-        reqwest::get(format!("{address}/slow")).await.is_err(),
+        reqwest::get(format!("{}/slow", s.address)).await.is_err(),
         "no new connections after shutdown"
     );
 }
 
 #[tokio::test]
 async fn shutdown_gives_up_on_requests_that_outlast_the_grace_period() {
-    let (address, stop, server) = start(Duration::from_secs(30), Duration::from_millis(500)).await;
-    let _request = tokio::spawn(reqwest::get(format!("{address}/slow")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut s = start(Duration::from_millis(300)).await;
+    let _request = tokio::spawn(reqwest::get(format!("{}/slow", s.address)));
+    s.entered
+        .recv()
+        .await
+        .expect("the request reached the handler");
     let started = Instant::now();
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    s.stop.send(()).unwrap();
+    // The handler is never released: only the grace period can end the server.
+    tokio::time::timeout(Duration::from_secs(20), s.server)
+        .await
+        .expect("the server stopped without waiting for the request")
+        .unwrap()
+        .unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "stopped at the grace limit"
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited out the grace period first"
     );
 }
