@@ -6,19 +6,41 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/ci-lib.sh
+
 out=target/e2e
 mkdir -p "$out"
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "e2e: installing Debian's chromium"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
-    { echo "e2e: could not install chromium" >&2; exit 1; }
+# Tools from Debian that a bare machine lacks: Chromium, curl, Python with venv (Debian splits
+# `python3 -m venv` into python3-venv).
+pkgs=()
+command -v chromium >/dev/null 2>&1 || pkgs+=(chromium fonts-liberation)
+command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+debian_python() { [ "$(python3 -c 'import sys; print(sys.prefix)' 2>/dev/null)" = /usr ]; }
+if ! command -v python3 >/dev/null 2>&1 || { debian_python && ! dpkg -s python3-venv >/dev/null 2>&1; }; then
+  pkgs+=(python3-venv)
 fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+  ci_apt_install "for the end-to-end checks" "${pkgs[@]}"
+fi
+
+# The Python tools, in a venv of their own; reinstalled when this list changes.
 venv=target/e2e-venv
-if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
-  echo "e2e: installing openapi-spec-validator"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'openapi-spec-validator>=0.7,<0.9'
+requirements=('openapi-spec-validator>=0.7,<0.9')
+make_venv() {
+  rm -rf "$venv"
+  python3 -m venv "$venv" >"$out/venv.log" 2>&1 && "$venv/bin/python" -m pip --version >/dev/null 2>&1
+}
+if [ "$(cat "$venv/.requirements" 2>/dev/null)" != "${requirements[*]}" ] || [ ! -x "$venv/bin/pip" ]; then
+  echo "e2e: installing ${requirements[*]} (PyPI) into $venv"
+  if ! make_venv; then
+    # A Python whose venv module lacks ensurepip (Debian without python3-venv).
+    ci_apt_install "python3 -m venv" python3-venv
+    make_venv || { cat "$out/venv.log" >&2; echo "e2e: could not create $venv" >&2; exit 1; }
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${requirements[@]}"
+  printf '%s' "${requirements[*]}" >"$venv/.requirements"
 fi
 
 cargo build --locked --quiet --bin autorisen
