@@ -213,7 +213,7 @@ fn router(state: AppState, web: Option<Arc<web::WebDist>>) -> Router {
             r.merge((d.routes)())
         });
     let (api_router, api) = api_routes.split_for_parts();
-    let api = crate::openapi::finish(api);
+    let api = crate::openapi::finish(api, &route_table());
     let app = api_router
         .with_state(state.clone())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))

@@ -3,14 +3,18 @@
 use utoipa::{
     openapi::{
         content::ContentBuilder,
-        response::ResponseBuilder,
+        header::HeaderBuilder,
+        response::{Response, ResponseBuilder},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-        Ref, RefOr,
+        ObjectBuilder, Ref, RefOr, Type,
     },
     OpenApi,
 };
 
-use crate::error::{FieldError, Problem, PROBLEM_JSON};
+use crate::{
+    edge::policy::{RouteClass, RouteTable},
+    error::{FieldError, Problem, PROBLEM_JSON},
+};
 
 /// The document's fixed parts; paths are added by each domain's router.
 #[derive(OpenApi)]
@@ -28,9 +32,16 @@ use crate::error::{FieldError, Problem, PROBLEM_JSON};
 )]
 pub struct ApiDoc;
 
-/// Adds what every operation shares: the bearer security scheme, and a `default` problem
-/// response so that each operation documents its error shape.
-pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+/// Adds what every operation shares: the bearer security scheme, and the answers the shared
+/// layers give besides the handler's own, so that every status a route can answer is documented
+/// (there is no catch-all `default` response):
+/// - a JSON body: 400 (malformed), 413 (too large), 415 (not JSON), 422 (invalid fields);
+/// - query parameters: 422 (unparsable or out of range);
+/// - a bearer token: 401;
+/// - every route the edge guards (all but the exempt probes and docs): 403 for a banned client,
+///   429 with `Retry-After` over a rate limit, 503 when shedding load, and the `RateLimit` and
+///   `RateLimit-Policy` headers on every answer of a rate-limited route.
+pub fn finish(mut api: utoipa::openapi::OpenApi, routes: &RouteTable) -> utoipa::openapi::OpenApi {
     let components = api.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearerAuth",
@@ -41,19 +52,10 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 .build(),
         ),
     );
-    let problem = ResponseBuilder::new()
-        .description("An error, as an RFC 9457 problem document")
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
-                .build(),
-        )
-        .build();
-    components
-        .responses
-        .insert("Problem".into(), RefOr::T(problem));
-    for item in api.paths.paths.values_mut() {
+    for (path, item) in api.paths.paths.iter_mut() {
+        let class = routes.class_of(path);
+        let guarded = class != Some(RouteClass::Exempt);
+        let limited = guarded && class != Some(RouteClass::Webhook);
         for op in [
             &mut item.get,
             &mut item.post,
@@ -64,11 +66,99 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         .into_iter()
         .flatten()
         {
-            op.responses
-                .responses
-                .entry("default".into())
-                .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
+            let responses = &mut op.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::T(problem(description)));
+            };
+            if op.request_body.is_some() {
+                add("400", "The body is not valid JSON");
+                add("413", "The body is larger than this route accepts");
+                add("415", "The body is not `application/json`");
+                add("422", "Invalid fields, every one listed in `errors`");
+            }
+            let query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+            if query {
+                add("422", "A query parameter is invalid (named in `errors`)");
+            }
+            if op.security.is_some() {
+                add("401", "No, an invalid or an expired bearer token");
+            }
+            if guarded {
+                add(
+                    "403",
+                    "The client address is banned, or the caller may not do this",
+                );
+                add(
+                    "503",
+                    "The service is shedding load or cannot reach its storage; retry later",
+                );
+            }
+            if limited {
+                add("429", "Over a rate limit; `Retry-After` says when to retry");
+                for (status, response) in responses.iter_mut() {
+                    if let RefOr::T(response) = response {
+                        rate_limit_headers(response, status == "429");
+                    }
+                }
+            }
         }
     }
     api
+}
+
+/// An answer with a problem document.
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
+                .build(),
+        )
+        .build()
+}
+
+/// Documents the rate-limit headers of a guarded route's answer (`Retry-After` is certain on 429).
+fn rate_limit_headers(response: &mut Response, refused: bool) {
+    let string = || ObjectBuilder::new().schema_type(Type::String).build();
+    response.headers.insert(
+        "RateLimit-Policy".into(),
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(
+                "The quotas that apply, as `\"name\";q=LIMIT;w=SECONDS` items \
+                 (draft-ietf-httpapi-ratelimit-headers)",
+            ))
+            .build(),
+    );
+    response.headers.insert(
+        "RateLimit".into(),
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(
+                "The most constrained quota's state, as `\"name\";r=REMAINING;t=SECONDS`",
+            ))
+            .build(),
+    );
+    if refused {
+        response.headers.insert(
+            "Retry-After".into(),
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1))
+                        .build(),
+                )
+                .description(Some("Seconds until a retry can succeed"))
+                .build(),
+        );
+    }
 }

@@ -6,6 +6,7 @@ pub mod json;
 pub mod layers;
 pub mod middleware;
 pub mod pagination;
+pub mod query;
 pub mod request_id;
 pub mod security;
 pub mod server;

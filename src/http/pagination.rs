@@ -1,30 +1,104 @@
 //! `?page=&per_page=` and the page envelope every list answers with.
 
-use serde::{Deserialize, Serialize};
+use serde::{
+    de::{self, Visitor},
+    Deserialize, Deserializer, Serialize,
+};
 use utoipa::{IntoParams, ToSchema};
 
 /// The largest page a client may ask for.
 pub const MAX_PER_PAGE: u32 = 100;
 
-/// Which page of a list to return (1-based; default 20 items, at most 100).
+/// Which page of a list to return (1-based; default 20 items, at most 100). Out-of-range values
+/// are refused (422), never clamped.
 #[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Pagination {
     /// The page number, from 1.
-    pub page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 4294967295_u64)]
+    pub page: Option<PageNumber>,
     /// Items per page, 1 to 100.
-    pub per_page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub per_page: Option<PerPage>,
+}
+
+/// A page number, 1 to `u32::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageNumber(pub u32);
+
+/// A page size, 1 to [`MAX_PER_PAGE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerPage(pub u32);
+
+/// Reads a whole number from a query string (text) or JSON (a number), within `min..=max`.
+fn bounded<'de, D: Deserializer<'de>>(d: D, min: u64, max: u64) -> Result<u32, D::Error> {
+    struct Bounded(u64, u64);
+    impl Visitor<'_> for Bounded {
+        type Value = u32;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a whole number from {} to {}", self.0, self.1)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+            if (self.0..=self.1).contains(&v) {
+                u32::try_from(v)
+                    .map_err(|_| E::custom(format!("must be between {} and {}", self.0, self.1)))
+            } else {
+                Err(E::custom(format!(
+                    "must be between {} and {}",
+                    self.0, self.1
+                )))
+            }
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::custom(format!(
+                    "must be between {} and {}",
+                    self.0, self.1
+                ))),
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+            // Digits only: no sign, no spaces, no decimal point.
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(E::custom(format!(
+                    "must be a whole number from {} to {}",
+                    self.0, self.1
+                )));
+            }
+            match v.parse::<u64>() {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::custom(format!(
+                    "must be between {} and {}",
+                    self.0, self.1
+                ))),
+            }
+        }
+    }
+    d.deserialize_any(Bounded(min, max))
+}
+
+impl<'de> Deserialize<'de> for PageNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bounded(d, 1, u64::from(u32::MAX)).map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PerPage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bounded(d, 1, u64::from(MAX_PER_PAGE)).map(Self)
+    }
 }
 
 impl Pagination {
     /// The page number (at least 1).
     pub fn page(&self) -> u32 {
-        self.page.unwrap_or(1).max(1)
+        self.page.map_or(1, |p| p.0)
     }
 
-    /// Items per page, clamped to 1..=100.
+    /// Items per page (default 20).
     pub fn per_page(&self) -> u32 {
-        self.per_page.unwrap_or(20).clamp(1, MAX_PER_PAGE)
+        self.per_page.map_or(20, |p| p.0)
     }
 
     /// The SQL `LIMIT`.

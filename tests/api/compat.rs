@@ -160,7 +160,7 @@ async fn validate_email_tells_invalid_taken_and_available_addresses(backend: Bac
         check("nope").await,
         json!({"available": false, "reason": "invalid_format"})
     );
-    assert_eq!(app.get("/api/auth/v2/validate-email").await.status(), 400);
+    assert_eq!(app.get("/api/auth/v2/validate-email").await.status(), 422);
 }
 
 async fn validate_password_rates_with_the_registration_policy(backend: Backend) {

@@ -68,10 +68,7 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(backend: B
     assert_problem(login(&app, &s.email, PASSWORD).await, 401).await;
     login_ok(&app, &s.email, NEW_PASSWORD).await;
     let again = confirm_reset(&app, &token, "yet-another-fine-passphrase-9").await;
-    assert_eq!(
-        assert_problem(again, 422).await["errors"][0]["field"],
-        "token"
-    );
+    assert_problem(again, 401).await;
     assert_eq!(outbox(&app, "password_changed", &s.email).await.len(), 1);
     let actions = audit_actions(&app, &s.user_id).await;
     assert!(actions.contains(&("password_reset".into(), "success".into())));
@@ -87,7 +84,7 @@ async fn an_expired_reset_token_is_refused(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
-    assert_problem(confirm_reset(&app, &token, NEW_PASSWORD).await, 422).await;
+    assert_problem(confirm_reset(&app, &token, NEW_PASSWORD).await, 401).await;
     login_ok(&app, &s.email, PASSWORD).await;
 }
 
@@ -124,7 +121,7 @@ async fn the_verification_link_confirms_the_email_once(backend: Backend) {
     let res = app
         .post_json("/api/auth/verify-email/confirm", &json!({"token": token}))
         .await;
-    assert_problem(res, 422).await;
+    assert_problem(res, 401).await;
     let res = post_authed(
         &app,
         "/api/auth/verify-email/request",
@@ -151,7 +148,7 @@ async fn a_new_verification_link_can_be_requested_until_verified(backend: Backen
     let res = app
         .post_json("/api/auth/verify-email/confirm", &json!({"token": first}))
         .await;
-    assert_problem(res, 422).await;
+    assert_problem(res, 401).await;
     let second = token_from_outbox(&app, "verify_email", &s.email).await;
     let res = app
         .post_json("/api/auth/verify-email/confirm", &json!({"token": second}))
@@ -173,9 +170,9 @@ async fn a_reset_token_cannot_verify_an_email(backend: Backend) {
     let res = app
         .post_json("/api/auth/verify-email/confirm", &json!({"token": reset}))
         .await;
-    assert_problem(res, 422).await;
+    assert_problem(res, 401).await;
     let verify = token_from_outbox(&app, "verify_email", &s.email).await;
-    assert_problem(confirm_reset(&app, &verify, NEW_PASSWORD).await, 422).await;
+    assert_problem(confirm_reset(&app, &verify, NEW_PASSWORD).await, 401).await;
 }
 
 /// Regression (security review): a link sent before a password change could change it again.

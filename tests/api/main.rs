@@ -9,6 +9,7 @@ mod auth_helpers;
 mod bans;
 mod cli;
 mod compat;
+mod contract;
 mod errors;
 mod hardening;
 mod health;

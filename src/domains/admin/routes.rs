@@ -1,7 +1,7 @@
 //! Admin handlers: 401 for anonymous callers, 403 for non-admins.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -10,7 +10,7 @@ use crate::{
     domains::audit::{types::AuditEntry, RequestMeta},
     domains::auth::extract::AdminUser,
     error::{AppError, Problem},
-    http::{json::AppJson, pagination::Page},
+    http::{json::AppJson, pagination::Page, query::AppQuery},
     state::AppState,
 };
 
@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn list_users(
     State(state): State<AppState>,
     _admin: AdminUser,
-    Query(q): Query<UserQuery>,
+    AppQuery(q): AppQuery<UserQuery>,
 ) -> Result<AppJson<Page<AdminUserView>>, AppError> {
     Ok(AppJson(service::list_users(&state, &q).await?))
 }
@@ -99,7 +99,7 @@ async fn revoke_sessions(
 async fn audit(
     State(state): State<AppState>,
     _admin: AdminUser,
-    Query(q): Query<AuditQuery>,
+    AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<AppJson<Page<AuditEntry>>, AppError> {
     Ok(AppJson(service::audit(&state, q).await?))
 }

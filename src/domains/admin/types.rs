@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     db::types::{from_micros, now_micros},
     domains::users::{service::UserSummary, Role},
-    http::pagination::Pagination,
+    http::pagination::{PageNumber, Pagination, PerPage},
 };
 
 /// Filters of `GET /api/admin/users`.
@@ -21,9 +21,11 @@ pub struct UserQuery {
     /// Only active (true) or inactive (false) accounts.
     pub active: Option<bool>,
     /// Page number, from 1.
-    pub page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 4294967295_u64)]
+    pub page: Option<PageNumber>,
     /// Items per page, 1 to 100.
-    pub per_page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub per_page: Option<PerPage>,
 }
 
 impl UserQuery {
@@ -108,7 +110,9 @@ pub struct AuditQuery {
     /// Until this time (RFC 3339, exclusive).
     pub to: Option<DateTime<Utc>>,
     /// Page number, from 1.
-    pub page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 4294967295_u64)]
+    pub page: Option<PageNumber>,
     /// Items per page, 1 to 100.
-    pub per_page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub per_page: Option<PerPage>,
 }

@@ -47,6 +47,16 @@ pub async fn update_me(
     user: &User,
     req: UpdateMeRequest,
 ) -> Result<User, AppError> {
+    if let Some(patch) = &req.profile {
+        let foreign = profile::foreign_fields(user.role, patch);
+        if !foreign.is_empty() {
+            return Err(AppError::Forbidden(format!(
+                "A {} profile has no field {}.",
+                user.role.as_str(),
+                foreign.join(", ")
+            )));
+        }
+    }
     let mut errors = Vec::new();
     let mut next = user.clone();
     if let Some(first) = &req.first_name {
@@ -124,7 +134,10 @@ pub async fn change_password(
         tx.commit().await?;
         state.mail.wake();
         tokio::time::sleep(delay).await;
-        return Err(AppError::invalid("current_password", "is incorrect"));
+        // Signed in, but the step-up proof failed: 403, so clients keep the session.
+        return Err(AppError::Forbidden(
+            "The current password is incorrect.".into(),
+        ));
     }
     password::check(
         &req.new_password,

@@ -2,7 +2,7 @@
 //! the developer profile.
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -19,6 +19,7 @@ use crate::{
     http::{
         json::AppJson,
         pagination::{Page, Pagination},
+        query::AppQuery,
     },
     state::AppState,
 };
@@ -59,7 +60,8 @@ pub(super) async fn me(me: AuthUser) -> AppJson<UserView> {
 #[utoipa::path(patch, path = "/api/auth/me", tag = "auth", security(("bearerAuth" = [])), request_body = UpdateMeRequest, responses(
     (status = 200, description = "The updated user", body = UserView),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-    (status = 422, description = "Invalid or forbidden fields", body = Problem, content_type = "application/problem+json")))]
+    (status = 403, description = "A profile field the caller's role does not have", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json")))]
 async fn update_me(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -74,7 +76,8 @@ async fn update_me(
 #[utoipa::path(post, path = "/api/auth/change-password", tag = "auth", security(("bearerAuth" = [])), request_body = ChangePasswordRequest, responses(
     (status = 204, description = "Changed"),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-    (status = 422, description = "Wrong current password or weak new password", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "Wrong current password", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "A weak new password", body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Locked after repeated failures", body = Problem, content_type = "application/problem+json")))]
 async fn change_password(
     State(state): State<AppState>,
@@ -121,7 +124,7 @@ async fn delete_session(
 async fn activity(
     State(state): State<AppState>,
     me: AuthUser,
-    Query(page): Query<Pagination>,
+    AppQuery(page): AppQuery<Pagination>,
 ) -> Result<AppJson<Page<AuditEntry>>, AppError> {
     Ok(AppJson(account::activity(&state, &me.user, page).await?))
 }
@@ -141,7 +144,7 @@ async fn mfa_setup(
 /// Turns MFA on with a first code; answers the recovery codes (shown once).
 #[utoipa::path(post, path = "/api/auth/mfa/enable", tag = "auth", security(("bearerAuth" = [])), request_body = MfaEnable, responses(
     (status = 200, description = "MFA is on", body = RecoveryCodes),
-    (status = 422, description = "Wrong password", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "Wrong password", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Not signed in, or a wrong code", body = Problem, content_type = "application/problem+json"),
     (status = 409, description = "No pending setup, or already on", body = Problem, content_type = "application/problem+json")))]
 async fn mfa_enable(
@@ -159,7 +162,8 @@ async fn mfa_enable(
 #[utoipa::path(post, path = "/api/auth/mfa/disable", tag = "auth", security(("bearerAuth" = [])), request_body = MfaDisable, responses(
     (status = 204, description = "MFA is off"),
     (status = 401, description = "Not signed in, or a wrong code", body = Problem, content_type = "application/problem+json"),
-    (status = 422, description = "Wrong password", body = Problem, content_type = "application/problem+json")))]
+    (status = 403, description = "Wrong password", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "MFA is not on", body = Problem, content_type = "application/problem+json")))]
 async fn mfa_disable(
     State(state): State<AppState>,
     meta: RequestMeta,

@@ -3,10 +3,7 @@
 //! `validate-email` tells whether an address is registered, as the old client expects; that is
 //! account enumeration by design, so it relies on the per-IP `auth` rate limit.
 
-use axum::{
-    extract::{Query, State},
-    response::Response,
-};
+use axum::{extract::State, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -21,11 +18,18 @@ use crate::{
         },
     },
     error::{AppError, FieldError, Problem},
-    http::json::AppJson,
+    http::{json::AppJson, query::AppQuery},
     state::AppState,
 };
 
-use super::types::{LoginRequest, LoginResponse, RegisterRequest, TokenResponse};
+use super::types::{
+    profile_or_null, registration_base, role_enum, with_keywords, LoginRequest, LoginResponse,
+    RegisterRequest, TokenResponse, CUSTOMER_ROLES,
+};
+use crate::{
+    domains::users::Role,
+    http::validate::{rules, Kind, Text},
+};
 
 /// The compatibility routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -52,8 +56,8 @@ async fn v2_login(
     super::routes::login(state, meta, body).await
 }
 
-/// The production client's registration body.
-#[derive(Debug, Deserialize, ToSchema)]
+/// The production client's registration body (its schema is written out below).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct V2Register {
     /// The login address.
@@ -73,11 +77,123 @@ pub struct V2Register {
     /// Goes to `profile.company_name`.
     pub company_name: Option<String>,
     /// Role-specific profile fields.
-    #[schema(value_type = Option<Object>)]
     pub profile: Option<serde_json::Value>,
 }
 
+impl utoipa::PartialSchema for V2Register {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::SchemaType, ObjectBuilder, Type};
+        let roles = || {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .enum_values(Some(
+                    CUSTOMER_ROLES
+                        .iter()
+                        .map(|r| serde_json::Value::from(*r))
+                        .chain([
+                            serde_json::Value::from("developer"),
+                            serde_json::Value::Null,
+                        ]),
+                ))
+        };
+        let base = registration_base(
+            "The production client's registration: a name as `first_name` (and `last_name`) or \
+             as `full_name` (split at its first space; `last_name`, when given, wins over the \
+             rest); the role as `user_role` or `role` (`user_role` wins when both are given); \
+             `company_name` goes to the profile (given once: here or in `profile`).",
+        )
+        .property("full_name", FULL_NAME.schema(true))
+        .property("first_name", rules::GIVEN_NAME.schema(true))
+        .property("last_name", rules::FAMILY_NAME.schema(true))
+        .property("user_role", roles())
+        .property("role", roles())
+        .property("company_name", COMPANY_NAME.schema(true))
+        .property(
+            "profile",
+            ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Object, Type::Null])),
+        );
+        let string = serde_json::json!({ "type": "string" });
+        let absent = serde_json::json!({ "type": "null" });
+        let customer = role_enum(&CUSTOMER_ROLES, true);
+        let developer = role_enum(&["developer"], false);
+        let customer_profile = profile_or_null("CustomerProfile");
+        let developer_profile = profile_or_null("DeveloperProfile");
+        with_keywords(
+            base,
+            [
+                (
+                    "allOf",
+                    serde_json::json!([
+                        { "anyOf": [
+                            { "required": ["first_name"], "properties": { "first_name": string } },
+                            { "required": ["full_name"], "properties": { "full_name": string } },
+                        ]},
+                        { "anyOf": [
+                            { "required": ["user_role"], "properties": {
+                                "user_role": developer, "profile": developer_profile } },
+                            { "required": ["user_role"], "properties": {
+                                "user_role": role_enum(&CUSTOMER_ROLES, false),
+                                "profile": customer_profile } },
+                            { "required": ["role"], "properties": {
+                                "user_role": absent, "role": developer,
+                                "profile": developer_profile } },
+                            { "properties": {
+                                "user_role": absent, "role": customer,
+                                "profile": customer_profile } },
+                        ]},
+                    ]),
+                ),
+                (
+                    "not",
+                    serde_json::json!({
+                        "required": ["company_name", "profile"],
+                        "properties": {
+                            "company_name": string,
+                            "profile": {
+                                "type": "object",
+                                "required": ["company_name"],
+                                "properties": { "company_name": string },
+                            },
+                        },
+                    }),
+                ),
+            ],
+        )
+    }
+}
+
+impl ToSchema for V2Register {}
+
+/// `full_name`: one line with a visible character, at most as long as a given name.
+const FULL_NAME: Text = Text::new(Kind::NonBlank, 1, 100);
+/// `company_name`: as the profile's.
+const COMPANY_NAME: Text = Text::new(Kind::Line, 0, 200);
+
 fn canonical(v2: V2Register) -> Result<RegisterRequest, AppError> {
+    // Every field given is checked, also those another one overrides.
+    let mut errors = Vec::new();
+    if let Some(Err(e)) = v2.full_name.as_deref().map(|f| FULL_NAME.check(f)) {
+        errors.push(FieldError::new("full_name", e));
+    }
+    for (field, role) in [("user_role", &v2.user_role), ("role", &v2.role)] {
+        if let Some(Err(e)) = role.as_deref().map(Role::for_registration) {
+            errors.push(FieldError::new(field, e));
+        }
+    }
+    let profile_company = v2
+        .profile
+        .as_ref()
+        .and_then(|p| p.get("company_name"))
+        .is_some_and(serde_json::Value::is_string);
+    if v2.company_name.is_some() && profile_company {
+        errors.push(FieldError::new(
+            "company_name",
+            "give the company name once: here or as profile.company_name",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
     let (first, last) = match (&v2.full_name, v2.first_name, v2.last_name) {
         (_, Some(f), l) => (f, l.unwrap_or_default()),
         (Some(full), None, l) => {
@@ -192,7 +308,7 @@ pub struct EmailAvailability {
     (status = 200, description = "Availability", body = EmailAvailability)))]
 async fn validate_email(
     State(state): State<AppState>,
-    Query(q): Query<EmailQuery>,
+    AppQuery(q): AppQuery<EmailQuery>,
 ) -> Result<AppJson<EmailAvailability>, AppError> {
     let Ok(email) = Email::parse(&q.email) else {
         return Ok(AppJson(EmailAvailability {

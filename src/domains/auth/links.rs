@@ -107,7 +107,10 @@ async fn consume(
 }
 
 fn bad_token() -> AppError {
-    AppError::invalid("token", "is invalid, expired or already used")
+    // The token is the credential for this request: a wrong one is 401, as for a refresh token.
+    AppError::Unauthorized(
+        "The link is invalid, expired or already used; ask for a new one.".into(),
+    )
 }
 
 /// Queues a verification email for `user` in `conn` (the caller's transaction).

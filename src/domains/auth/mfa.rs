@@ -249,7 +249,8 @@ async fn confirm_password(
     tx.commit().await?;
     state.mail.wake();
     tokio::time::sleep(delay).await;
-    Err(AppError::invalid("password", "is incorrect"))
+    // Signed in, but the step-up proof failed: 403, so clients keep the session.
+    Err(AppError::Forbidden("The password is incorrect.".into()))
 }
 
 /// Turns MFA off after checking the password and a code.

@@ -134,8 +134,14 @@ async fn refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let token = if body.iter().any(|b| !b.is_ascii_whitespace()) {
-        json::parse::<RefreshRequest>(&body)?.refresh_token
+    // No body, or a JSON `null`: the cookie carries the token.
+    let sent = if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        json::parse::<Option<RefreshRequest>>(&body)?
+    } else {
+        None
+    };
+    let token = if let Some(sent) = sent {
+        sent.refresh_token
     } else {
         let token = cookie::read(&headers)
             .ok_or_else(|| AppError::Unauthorized("No refresh token was sent.".into()))?;
@@ -197,7 +203,8 @@ async fn reset_request(
 /// Sets a new password with the token from a reset link; ends every session.
 #[utoipa::path(post, path = "/api/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm, responses(
     (status = 204, description = "Password changed; every session ended"),
-    (status = 422, description = "Invalid, expired or used token, or a weak password", body = Problem, content_type = "application/problem+json")))]
+    (status = 401, description = "Invalid, expired or used token", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "A weak password", body = Problem, content_type = "application/problem+json")))]
 async fn reset_confirm(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -230,7 +237,7 @@ async fn verify_request(
 /// Confirms the email address with the token from its link.
 #[utoipa::path(post, path = "/api/auth/verify-email/confirm", tag = "auth", request_body = VerifyConfirm, responses(
     (status = 204, description = "Email verified"),
-    (status = 422, description = "Invalid, expired or used token", body = Problem, content_type = "application/problem+json")))]
+    (status = 401, description = "Invalid, expired or used token", body = Problem, content_type = "application/problem+json")))]
 async fn verify_confirm(
     State(state): State<AppState>,
     meta: RequestMeta,

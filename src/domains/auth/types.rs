@@ -4,10 +4,23 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domains::users::UserView;
+use crate::{
+    domains::users::{
+        password,
+        profile::{self, CustomerProfile, DeveloperProfile},
+        UserView,
+    },
+    http::validate::rules,
+};
 
-/// `POST /api/auth/register`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+crate::text_schema! {
+    given_name_or_null => rules::GIVEN_NAME, true;
+    family_name_or_null => rules::FAMILY_NAME, true;
+}
+
+/// `POST /api/auth/register`. Its schema is written out below: which profile fields are allowed
+/// depends on the role.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The login address.
@@ -22,8 +35,118 @@ pub struct RegisterRequest {
     /// `customer` (default; also `client`, `user`) or `developer`.
     pub role: Option<String>,
     /// Role-specific profile fields.
-    #[schema(value_type = Option<Object>)]
     pub profile: Option<serde_json::Value>,
+}
+
+/// The roles a visitor may register with that make a customer (`null`: the default).
+pub const CUSTOMER_ROLES: [&str; 3] = ["customer", "client", "user"];
+
+/// A nullable `enum` of `values`.
+pub fn role_enum(values: &[&str], nullable: bool) -> serde_json::Value {
+    let mut values: Vec<serde_json::Value> = values.iter().map(|v| (*v).into()).collect();
+    if nullable {
+        values.push(serde_json::Value::Null);
+    }
+    serde_json::json!({ "enum": values })
+}
+
+/// `{"anyOf": [{"$ref": …}, {"type": "null"}]}`: a profile of one role, or `null`.
+pub fn profile_or_null(component: &str) -> serde_json::Value {
+    serde_json::json!({ "anyOf": [
+        { "$ref": format!("#/components/schemas/{component}") },
+        { "type": "null" },
+    ]})
+}
+
+/// An object schema with keywords utoipa has no builder for (`anyOf` beside `properties`,
+/// `not`), written as they appear in the document.
+pub fn with_keywords(
+    object: utoipa::openapi::ObjectBuilder,
+    keywords: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::extensions::Extensions;
+    let mut object = object.build();
+    object.extensions = Some(Extensions::from_iter(keywords));
+    utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))
+}
+
+/// The fields every registration body has, with the rules of [`rules`].
+pub fn registration_base(description: &str) -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::{schema::AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .property("email", rules::EMAIL.schema(false))
+        .property("password", password::schema())
+        .required("email")
+        .required("password")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+}
+
+impl utoipa::PartialSchema for RegisterRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::SchemaType, ObjectBuilder, Type};
+        let base = registration_base(
+            "A new customer or developer. `profile` holds the fields of the chosen role's \
+             profile (`CustomerProfile` for customer, client or user; `DeveloperProfile` for \
+             developer).",
+        )
+        .property("first_name", rules::GIVEN_NAME.schema(false))
+        .property("last_name", rules::FAMILY_NAME.schema(false))
+        .property(
+            "role",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .enum_values(Some(
+                    CUSTOMER_ROLES
+                        .iter()
+                        .map(|r| serde_json::Value::from(*r))
+                        .chain([
+                            serde_json::Value::from("developer"),
+                            serde_json::Value::Null,
+                        ]),
+                ))
+                .description(Some(
+                    "`customer` (the default; also `client`, `user`) or `developer`",
+                )),
+        )
+        .property(
+            "profile",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+                .description(Some("The chosen role's profile fields")),
+        )
+        .required("first_name");
+        with_keywords(
+            base,
+            [(
+                "anyOf",
+                serde_json::json!([
+                    { "properties": {
+                        "role": role_enum(&CUSTOMER_ROLES, true),
+                        "profile": profile_or_null("CustomerProfile"),
+                    }},
+                    { "required": ["role"], "properties": {
+                        "role": role_enum(&["developer"], false),
+                        "profile": profile_or_null("DeveloperProfile"),
+                    }},
+                ]),
+            )],
+        )
+    }
+}
+
+impl ToSchema for RegisterRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("CustomerProfile".into(), CustomerProfile::schema()));
+        schemas.push(("DeveloperProfile".into(), DeveloperProfile::schema()));
+    }
 }
 
 /// `POST /api/auth/login`.
@@ -85,11 +208,13 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     /// Given name.
+    #[schema(schema_with = given_name_or_null)]
     pub first_name: Option<String>,
     /// Family name.
+    #[schema(schema_with = family_name_or_null)]
     pub last_name: Option<String>,
     /// Profile fields to set (`null` clears one).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = profile::patch_schema)]
     pub profile: Option<serde_json::Value>,
 }
 
@@ -100,6 +225,7 @@ pub struct ChangePasswordRequest {
     /// The password in use.
     pub current_password: String,
     /// The new password.
+    #[schema(schema_with = password::schema)]
     pub new_password: String,
 }
 
@@ -144,6 +270,7 @@ pub struct ResetConfirm {
     /// The token from the email link.
     pub token: String,
     /// The new password.
+    #[schema(schema_with = password::schema)]
     pub new_password: String,
 }
 

@@ -1,7 +1,7 @@
 //! `/api/admin/jobs…`: admins only ([`AdminUser`]).
 
 use axum::{
-    extract::{Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     Json,
 };
@@ -10,7 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     domains::auth::extract::AdminUser,
     error::{AppError, Problem},
-    http::pagination::Page,
+    http::{pagination::Page, query::AppQuery},
     state::AppState,
 };
 
@@ -37,7 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn list_jobs(
     State(state): State<AppState>,
     _admin: AdminUser,
-    Query(q): Query<JobQuery>,
+    AppQuery(q): AppQuery<JobQuery>,
 ) -> Result<Json<Page<JobView>>, AppError> {
     Ok(Json(service::list(&state, &q).await?))
 }

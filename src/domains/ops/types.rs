@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{http::pagination::Pagination, jobs::JobState};
+use crate::{
+    http::pagination::{PageNumber, Pagination, PerPage},
+    jobs::JobState,
+};
 
 /// Filters of `GET /api/admin/jobs`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
@@ -14,9 +17,11 @@ pub struct JobQuery {
     #[param(value_type = Option<JobState>, inline)]
     pub state: Option<String>,
     /// Page number, from 1.
-    pub page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 4294967295_u64)]
+    pub page: Option<PageNumber>,
     /// Items per page, 1 to 100.
-    pub per_page: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub per_page: Option<PerPage>,
 }
 
 impl JobQuery {

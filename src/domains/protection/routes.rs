@@ -8,7 +8,7 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    domains::auth::extract::AdminUser,
+    domains::{audit::RequestMeta, auth::extract::AdminUser},
     error::{AppError, Problem},
     http::json::AppJson,
     state::AppState,
@@ -63,15 +63,20 @@ async fn list_bans(_: AdminUser, State(state): State<AppState>) -> Result<Json<B
     responses(
         (status = 201, description = "Banned", body = BanView),
         (status = 401, description = "No or a wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The address is the caller's own", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, all listed", body = Problem, content_type = "application/problem+json")))]
 async fn create_ban(
     _: AdminUser,
     State(state): State<AppState>,
+    meta: RequestMeta,
     AppJson(new): AppJson<NewBan>,
 ) -> Result<(StatusCode, Json<BanView>), AppError> {
-    Ok((StatusCode::CREATED, Json(service::ban(&state, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(service::ban(&state, &meta.ip, new).await?),
+    ))
 }
 
 /// Lifts a ban now (the address keeps its strike level, so a next ban is longer).

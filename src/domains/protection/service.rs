@@ -1,6 +1,6 @@
 //! Reading the edge's counters and bans for operators.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::{net::IpAddr, sync::atomic::Ordering::Relaxed};
 
 use chrono::SecondsFormat;
 
@@ -9,7 +9,7 @@ use crate::{
     state::AppState,
 };
 
-use super::types::{BanView, KeyCount, NewBan, PolicyReport, RateLimitReport};
+use super::types::{BanView, KeyCount, NewBan, PolicyReport, RateLimitReport, REASON};
 
 /// How many keys each policy reports.
 const TOP_KEYS: usize = 10;
@@ -67,12 +67,23 @@ pub async fn bans(state: &AppState) -> Result<Vec<BanView>, AppError> {
 }
 
 /// Bans an address by hand, for the duration its strike level calls for.
-pub async fn ban(state: &AppState, new: NewBan) -> Result<BanView, AppError> {
+pub async fn ban(state: &AppState, caller: &str, new: NewBan) -> Result<BanView, AppError> {
     let mut v = Validator::new();
     let ip = v.ip("ip", &new.ip);
-    let reason = v.text("reason", &new.reason, 1, 200);
+    let reason = match REASON.check(&new.reason) {
+        Ok(reason) => reason,
+        Err(e) => {
+            v.error("reason", e);
+            String::new()
+        }
+    };
     v.finish()?;
     let ip = ip.expect("validated");
+    if caller.parse::<IpAddr>().is_ok_and(|caller| caller == ip) {
+        return Err(AppError::Conflict(
+            "This is the address of your own request: banning it would lock you out.".into(),
+        ));
+    }
     let ban = state
         .edge
         .bans
@@ -83,15 +94,11 @@ pub async fn ban(state: &AppState, new: NewBan) -> Result<BanView, AppError> {
 
 /// Lifts the ban of `ip`.
 pub async fn lift(state: &AppState, ip: &str) -> Result<(), AppError> {
-    let mut v = Validator::new();
-    let ip = v.ip("ip", ip);
-    v.finish()?;
-    let lifted = state
-        .edge
-        .bans
-        .lift(ip.expect("validated"))
-        .await
-        .map_err(unavailable)?;
+    // What is not an address is not banned either.
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return Err(AppError::NotFound("This address is not banned.".into()));
+    };
+    let lifted = state.edge.bans.lift(ip).await.map_err(unavailable)?;
     if lifted {
         Ok(())
     } else {

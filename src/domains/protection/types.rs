@@ -3,7 +3,31 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::edge::policy::{Class, Mode};
+use crate::{
+    edge::policy::{Class, Mode},
+    http::validate::{Kind, Text},
+};
+
+/// Why an address was banned by hand: one line with a visible character.
+pub const REASON: Text = Text::new(Kind::NonBlank, 1, 200);
+
+crate::text_schema! {
+    reason_schema => REASON, false;
+}
+
+/// An IPv4 or IPv6 address.
+pub fn ip_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{extensions::Extensions, ObjectBuilder, Type};
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .examples(["203.0.113.7"])
+        .build();
+    object.extensions = Some(Extensions::from_iter([(
+        "anyOf",
+        serde_json::json!([{ "format": "ipv4" }, { "format": "ipv6" }]),
+    )]));
+    object
+}
 
 /// `GET /api/admin/rate-limits`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -75,10 +99,10 @@ pub struct BanList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBan {
-    /// The client address.
-    #[schema(example = "203.0.113.7")]
+    /// The client address (not the caller's own).
+    #[schema(schema_with = ip_schema)]
     pub ip: String,
-    /// Why (1 to 200 characters, no control characters).
-    #[schema(example = "credential stuffing from this address")]
+    /// Why (1 to 200 characters, one line, not blank).
+    #[schema(schema_with = reason_schema)]
     pub reason: String,
 }

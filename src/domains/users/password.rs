@@ -88,6 +88,23 @@ pub fn check(password: &str, user_inputs: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The JSON Schema of a new password: 12 to 128 characters of any kind, `format: password`. That
+/// it must not be guessable (zxcvbn score 3 or more, given the user's own details) is beyond
+/// JSON Schema: a guessable one is refused with 422.
+pub fn schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{schema::SchemaFormat, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::Custom("password".into())))
+        .min_length(Some(MIN_CHARS))
+        .max_length(Some(MAX_CHARS))
+        .description(Some(format!(
+            "{MIN_CHARS} to {MAX_CHARS} characters, not guessable: a zxcvbn score of at least \
+             {MIN_SCORE} given the account's email and names (a guessable one is refused with 422)"
+        )))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
