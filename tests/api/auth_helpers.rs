@@ -117,6 +117,7 @@ pub async fn make_admin(app: &TestApp) -> Session {
 /// (the test apps deliver to `.eml` files, see `helpers::base_vars`) and read back from its
 /// file, so a test sees what the recipient gets. `{"subject", "text", "link"}`.
 pub async fn outbox(app: &TestApp, template: &str, to: &str) -> Vec<Value> {
+    queued_work_done(app).await;
     let rows = sqlx::query(
         "SELECT id FROM mail_outbox WHERE template = $1 AND recipient = $2 ORDER BY created_at, id",
     )
@@ -130,6 +131,40 @@ pub async fn outbox(app: &TestApp, template: &str, to: &str) -> Vec<Value> {
         delivered.push(delivered_message(app, &row.get::<String, _>("id"), to).await);
     }
     delivered
+}
+
+/// Waits (at most 10 s) until no reset request is still queued: the reset link is made by a job
+/// (`auth.password_reset`), so that the request answers in the same time for any email.
+pub async fn queued_work_done(app: &TestApp) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pending: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE kind = 'auth.password_reset' \
+             AND state IN ('queued', 'running', 'failed')",
+        )
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+        .get("n");
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} reset requests still queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Lets the email budget of `template` for `to` forget its last email, as if a minute passed.
+pub async fn a_minute_passes_for_mail(app: &TestApp, template: &str, to: &str) {
+    sqlx::query("UPDATE auth_guards SET updated_at = updated_at - 61000000 WHERE subject = $1 AND kind = $2")
+        .bind(format!("mail:{}", to.to_lowercase()))
+        .bind(format!("mail:{template}"))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
 }
 
 /// Waits (at most 10 s) for the message with outbox id `id` to land in the app's mail folder.

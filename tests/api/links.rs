@@ -136,6 +136,7 @@ async fn a_new_verification_link_can_be_requested_until_verified(backend: Backen
     let app = TestApp::spawn(backend).await;
     let s = register_customer(&app).await;
     let first = token_from_outbox(&app, "verify_email", &s.email).await;
+    a_minute_passes_for_mail(&app, "verify_email", &s.email).await;
     let res = post_authed(
         &app,
         "/api/auth/verify-email/request",

@@ -68,6 +68,12 @@ async fn a_lock_ends_by_itself(backend: Backend) {
         .execute(app.state.db.pool())
         .await
         .unwrap();
+    sqlx::query("UPDATE auth_guards SET locked_until = $1 WHERE subject = $2")
+        .bind(past)
+        .bind(format!("email:{}", s.email))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
     login_ok(&app, &s.email, PASSWORD).await;
 }
 

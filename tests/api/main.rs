@@ -11,6 +11,7 @@ mod cli;
 mod compat;
 mod contract;
 mod errors;
+mod guesses;
 mod hardening;
 mod health;
 mod identity_cli;

@@ -112,6 +112,8 @@ pub async fn change_password(
         .ok_or_else(|| AppError::Unauthorized("The account no longer exists.".into()))?;
     lockout::ensure_open(&mut conn, &user.id, creds.locked_until).await?;
     drop(conn);
+    let subject = lockout::password_subject(&user.email);
+    let claim = lockout::claim(state, &subject, lockout::PASSWORD).await?;
     if state
         .get::<super::Auth>()
         .hasher
@@ -128,8 +130,9 @@ pub async fn change_password(
                 .with(serde_json::json!({"reason": "wrong_current_password"})),
         )
         .await?;
+        let account = Some((user.id.as_str(), user.email.as_str()));
         let delay =
-            lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
+            lockout::record_failure(&mut tx, meta, &subject, lockout::PASSWORD, claim, account)
                 .await?;
         tx.commit().await?;
         state.mail.wake();

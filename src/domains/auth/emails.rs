@@ -82,6 +82,37 @@ impl Message for Template {
     }
 }
 
+/// Emails of one kind a user can trigger for one recipient: at most one a minute.
+pub const MAIL_GAP_SECONDS: i64 = 60;
+/// Emails of one kind a user can trigger for one recipient: at most five an hour.
+pub const MAIL_HOURLY: i64 = 5;
+
+/// Claims one email of kind `template` (its [`Message::name`]) for `to` from the recipient's
+/// budget (one a minute, five an hour per kind), in `conn`; false when it is spent. Whoever asks,
+/// from whatever address: a flood of requests sends nothing more, and answers as usual.
+pub async fn allowed(
+    conn: &mut sqlx::AnyConnection,
+    to: &str,
+    template: &str,
+) -> Result<bool, sqlx::Error> {
+    let granted = super::guards::claim_in(
+        conn,
+        &format!("mail:{}", to.to_lowercase()),
+        &format!("mail:{template}"),
+        MAIL_HOURLY,
+        3600 * 1_000_000,
+        Some(MAIL_GAP_SECONDS * 1_000_000),
+    )
+    .await?;
+    if granted.is_none() {
+        tracing::info!(
+            template,
+            "an email was not sent: its recipient's budget is spent"
+        );
+    }
+    Ok(granted.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

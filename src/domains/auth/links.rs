@@ -10,6 +10,7 @@ use crate::{
         users::{password, service as users, User},
     },
     error::{AppError, FieldError},
+    jobs::NewJob,
     mail::{self, Email},
     state::AppState,
 };
@@ -42,6 +43,9 @@ async fn retire(conn: &mut AnyConnection, user_id: &str, purpose: &str) -> Resul
 /// link must not change the password again) and the owner is sent a notice.
 pub async fn password_changed(conn: &mut AnyConnection, user: &User) -> Result<(), sqlx::Error> {
     retire(conn, &user.id, RESET).await?;
+    if !super::emails::allowed(conn, &user.email, "password_changed").await? {
+        return Ok(());
+    }
     mail::enqueue(
         conn,
         &Email {
@@ -113,12 +117,16 @@ fn bad_token() -> AppError {
     )
 }
 
-/// Queues a verification email for `user` in `conn` (the caller's transaction).
+/// Queues a verification email for `user` in `conn` (the caller's transaction), unless the
+/// recipient's budget for it is spent (then no new link is made either: the last one stays good).
 pub async fn queue_verification(
     state: &AppState,
     conn: &mut AnyConnection,
     user: &User,
 ) -> Result<(), AppError> {
+    if !super::emails::allowed(conn, &user.email, "verify_email").await? {
+        return Ok(());
+    }
     let token = create(state, conn, &user.id, VERIFY, VERIFY_MICROS).await?;
     let email = Email {
         to: user.email.clone(),
@@ -173,21 +181,53 @@ pub async fn confirm_verification(
     Ok(())
 }
 
-/// Queues a reset link when an active account has this email; does nothing otherwise. The
-/// caller answers the same either way.
+/// The job that does the work of a reset request (see [`request_reset`]).
+pub const RESET_JOB: &str = "auth.password_reset";
+
+/// Takes a reset request: the work is queued whether or not an account has `email`, so the
+/// answer takes the same time either way and tells nothing (the job then sends the link to an
+/// active account, within its email budget).
 pub async fn request_reset(
     state: &AppState,
     meta: &RequestMeta,
     email: &str,
 ) -> Result<(), AppError> {
     super::budget::spend(state, email).await?;
-    let Some(user) = users::user_by_email(state.db.pool(), email)
+    let payload = serde_json::json!({
+        "email": email,
+        "ip": meta.ip,
+        "user_agent": meta.user_agent,
+        "request_id": meta.request_id,
+    });
+    let mut conn = state.db.pool().acquire().await?;
+    state
+        .jobs
+        .enqueue(&mut conn, NewJob::new(RESET_JOB, payload))
+        .await?;
+    drop(conn);
+    state.jobs.wake();
+    Ok(())
+}
+
+/// The reset job: sends a reset link to the active account with the email of `payload`, if any.
+pub async fn send_reset(state: &AppState, payload: &serde_json::Value) -> Result<(), AppError> {
+    let text = |key: &str| payload[key].as_str().unwrap_or_default().to_owned();
+    let meta = RequestMeta {
+        ip: text("ip"),
+        user_agent: text("user_agent"),
+        request_id: text("request_id"),
+    };
+    let Some(user) = users::user_by_email(state.db.pool(), &text("email"))
         .await?
         .filter(|u| u.is_active)
     else {
         return Ok(());
     };
     let mut tx = state.db.begin().await?;
+    if !super::emails::allowed(&mut tx, &user.email, "password_reset").await? {
+        tx.commit().await?;
+        return Ok(());
+    }
     let token = create(state, &mut tx, &user.id, RESET, RESET_MICROS).await?;
     let email = Email {
         to: user.email.clone(),
@@ -198,7 +238,7 @@ pub async fn request_reset(
     mail::enqueue(&mut tx, &email).await?;
     audit::record(
         &mut tx,
-        meta,
+        &meta,
         Event {
             actor: None,
             ..Event::own(&user.id, "password_reset_requested")
@@ -238,7 +278,8 @@ pub async fn confirm_reset(
     }
     users::set_password_hash(&mut *tx, &user.id, &hash).await?;
     let ended = sessions::revoke_all(&mut tx, &user.id, None, "password_reset").await?;
-    lockout::record_success(&mut tx, &user.id).await?;
+    let subject = lockout::password_subject(&user.email);
+    lockout::record_success(&mut tx, &subject, lockout::PASSWORD, &user.id).await?;
     let event = Event {
         actor: None,
         ..Event::own(&user.id, "password_reset")

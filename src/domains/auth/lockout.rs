@@ -1,8 +1,16 @@
 //! Per-account lockout (ASVS 6.3): progressive delay after 5 consecutive failures, a 15-minute
 //! lock after 10 failures within 15 minutes, never more than 100 failures an hour. State lives in
 //! the database so every instance enforces the same lock. A lock always ends by itself.
+//!
+//! Each guess is claimed before it is checked ([`claim`]): one conditional UPDATE of the
+//! subject's row in `auth_guards` grants it only while fewer than 10 guesses were claimed in the
+//! window and no lock runs, so at most 10 passwords or codes are ever evaluated per lock period,
+//! however many arrive at once, on however many instances, whatever the rate-limit mode. The
+//! subject of a password is the login identifier as typed (lower-cased), whether or not an
+//! account has it: an unknown email meets the same delays and the same lock answer as a real
+//! one, so the answers do not tell which accounts exist.
 
-use std::{sync::LazyLock, time::Duration};
+use std::time::Duration;
 
 use sqlx::{AnyConnection, Row};
 
@@ -10,11 +18,14 @@ use crate::{
     db::types::{from_micros, new_id, now_micros},
     domains::{
         audit::{self, Event, RequestMeta},
-        users::service::{self as users, joined},
+        users::service as users,
     },
     error::AppError,
     mail,
+    state::AppState,
 };
+
+use super::guards;
 
 /// Failures of the password step.
 pub const PASSWORD: &str = "password";
@@ -28,7 +39,8 @@ const LOCK_MICROS: i64 = 15 * 60 * 1_000_000;
 const HOUR_MICROS: i64 = 3600 * 1_000_000;
 const HOURLY_MAX: i64 = 100;
 
-fn locked(until: i64, now: i64) -> AppError {
+/// The answer while a subject is locked (the same for real and unknown accounts).
+pub fn locked(until: i64, now: i64) -> AppError {
     AppError::TooManyRequests {
         retry_after: ((until - now) / 1_000_000 + 1).max(1) as u64,
         detail: "This account is temporarily locked after repeated failed attempts; \
@@ -62,64 +74,107 @@ pub async fn ensure_open(
     Ok(())
 }
 
-/// The consecutive failures of one kind within the window: those since the account's reset point
-/// (a success or a lock moves it), read with the account in one query; the users domain gives
-/// the join and the column ([`joined`]).
-static CONSECUTIVE_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT COUNT(*) AS n FROM auth_failures f {join} \
-         WHERE f.user_id = $1 AND f.kind = $2 AND f.at > {reset_at} AND f.at > $3",
-        join = joined::join_on("f.user_id"),
-        reset_at = joined::FAILURES_RESET_AT,
-    )
-});
+/// The subject of a password guess: the login identifier as typed, lower-cased.
+pub fn password_subject(email: &str) -> String {
+    format!("email:{}", email.to_lowercase())
+}
 
-/// Records a failed attempt of `kind`; locks the account (and queues the lock email) at the
-/// threshold. Returns how long to hold the answer back (the progressive delay).
+/// The subject of an MFA code guess: the account.
+pub fn code_subject(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// A guess granted by [`claim`]: its number in the window (1 to 10).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim(pub i64);
+
+/// Claims one guess of `kind` for `subject`, committed before the guess is checked; refuses with
+/// the lock answer (429) while the subject is locked or its 10 guesses are claimed.
+pub async fn claim(state: &AppState, subject: &str, kind: &str) -> Result<Claim, AppError> {
+    let now = now_micros();
+    let mut conn = state.db.pool().acquire().await?;
+    if let Some(n) =
+        guards::claim_in(&mut conn, subject, kind, LOCK_AFTER, WINDOW_MICROS, None).await?
+    {
+        return Ok(Claim(n));
+    }
+    let until: Option<i64> =
+        sqlx::query("SELECT locked_until FROM auth_guards WHERE subject = $1 AND kind = $2")
+            .bind(subject.to_owned())
+            .bind(kind.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get("locked_until"))
+            .transpose()?
+            .flatten();
+    // No lock yet: every guess of the window is claimed and still being checked; the last of
+    // them decides within a few seconds.
+    Err(locked(
+        until.filter(|u| *u > now).unwrap_or(now + 2_000_000),
+        now,
+    ))
+}
+
+/// Records that the guess `claim` of `kind` for `subject` was wrong, in `conn` (the caller's
+/// transaction). The tenth wrong guess of a window locks the subject for 15 minutes and, for a
+/// real `account` (id, email), locks the account, audits it and queues the lock email. Returns
+/// how long to hold the answer back (the progressive delay), the same for unknown subjects.
 pub async fn record_failure(
     conn: &mut AnyConnection,
     meta: &RequestMeta,
-    user_id: &str,
-    email: &str,
+    subject: &str,
     kind: &str,
+    claim: Claim,
+    account: Option<(&str, &str)>,
 ) -> Result<Duration, AppError> {
     let now = now_micros();
-    sqlx::query("INSERT INTO auth_failures (id, user_id, kind, at) VALUES ($1, $2, $3, $4)")
-        .bind(new_id())
-        .bind(user_id.to_owned())
-        .bind(kind.to_owned())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    let consecutive: i64 = sqlx::query(&CONSECUTIVE_SQL)
-        .bind(user_id.to_owned())
-        .bind(kind.to_owned())
-        .bind(now - WINDOW_MICROS)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("n")?;
-    if consecutive >= LOCK_AFTER {
-        let until = now + LOCK_MICROS;
-        // Restarting the count makes the lock temporary: after it, the full allowance applies again.
-        users::lock_until(&mut *conn, user_id, until, now).await?;
-        let event = Event {
-            actor: None,
-            action: "account_locked",
-            target: Some(user_id),
-            outcome: audit::Outcome::Success,
-            details: serde_json::json!({"kind": kind, "failures": consecutive, "until": from_micros(until)}),
-        };
-        audit::record(conn, meta, event).await?;
-        let email = mail::Email {
-            to: email.to_owned(),
-            template: super::emails::Template::AccountLocked {
-                until: from_micros(until),
-            },
-        };
-        mail::enqueue(conn, &email).await?;
+    if let Some((user_id, _)) = account {
+        sqlx::query("INSERT INTO auth_failures (id, user_id, kind, at) VALUES ($1, $2, $3, $4)")
+            .bind(new_id())
+            .bind(user_id.to_owned())
+            .bind(kind.to_owned())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if claim.0 < LOCK_AFTER {
+        return Ok(delay_for(claim.0));
+    }
+    let until = now + LOCK_MICROS;
+    // Restarting the count makes the lock temporary: after it, the full allowance applies again.
+    sqlx::query(
+        "UPDATE auth_guards SET locked_until = $1, claims = 0, window_start = $2, updated_at = $2 \
+         WHERE subject = $3 AND kind = $4",
+    )
+    .bind(until)
+    .bind(now)
+    .bind(subject.to_owned())
+    .bind(kind.to_owned())
+    .execute(&mut *conn)
+    .await?;
+    let Some((user_id, email)) = account else {
+        return Ok(Duration::ZERO);
+    };
+    users::lock_until(&mut *conn, user_id, until, now).await?;
+    let event = Event {
+        actor: None,
+        action: "account_locked",
+        target: Some(user_id),
+        outcome: audit::Outcome::Success,
+        details: serde_json::json!({"kind": kind, "failures": claim.0, "until": from_micros(until)}),
+    };
+    audit::record(conn, meta, event).await?;
+    if !super::emails::allowed(conn, email, "account_locked").await? {
         return Ok(Duration::ZERO);
     }
-    Ok(delay_for(consecutive))
+    let email = mail::Email {
+        to: email.to_owned(),
+        template: super::emails::Template::AccountLocked {
+            until: from_micros(until),
+        },
+    };
+    mail::enqueue(conn, &email).await?;
+    Ok(Duration::ZERO)
 }
 
 /// No delay for the first 5 failures, then 100 ms doubling up to 2 s.
@@ -131,9 +186,24 @@ fn delay_for(consecutive: i64) -> Duration {
     Duration::from_millis((100u64 << exp).min(2000))
 }
 
-/// A success of `kind`: its consecutive count restarts and any lock ends; old rows are pruned.
-pub async fn record_success(conn: &mut AnyConnection, user_id: &str) -> Result<(), AppError> {
+/// A right guess of `kind` for `subject`: its count restarts and any lock ends; old failure
+/// rows of `user_id` are pruned.
+pub async fn record_success(
+    conn: &mut AnyConnection,
+    subject: &str,
+    kind: &str,
+    user_id: &str,
+) -> Result<(), AppError> {
     let now = now_micros();
+    sqlx::query(
+        "UPDATE auth_guards SET claims = 0, window_start = $1, locked_until = NULL, updated_at = $1 \
+         WHERE subject = $2 AND kind = $3",
+    )
+    .bind(now)
+    .bind(subject.to_owned())
+    .bind(kind.to_owned())
+    .execute(&mut *conn)
+    .await?;
     users::reset_failures(&mut *conn, user_id, now).await?;
     sqlx::query("DELETE FROM auth_failures WHERE user_id = $1 AND at < $2")
         .bind(user_id.to_owned())

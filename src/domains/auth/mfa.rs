@@ -20,9 +20,10 @@ use crate::{
 };
 
 use super::{
+    challenges,
     hashing::Verified,
     keys::MFA_TYPE,
-    lockout, service,
+    lockout, opaque, service,
     types::{MfaSetup, RecoveryCodes, TokenResponse},
 };
 
@@ -105,6 +106,8 @@ async fn check_code(
     secret: &str,
     code: &str,
 ) -> Result<(), AppError> {
+    let subject = lockout::code_subject(&user.id);
+    let claim = lockout::claim(state, &subject, lockout::CODE).await?;
     let mut tx = state.db.begin().await?;
     let locked_until = users::mfa_state(&mut *tx, &user.id).await?.locked_until;
     lockout::ensure_open(&mut tx, &user.id, locked_until).await?;
@@ -114,7 +117,10 @@ async fn check_code(
         accept_recovery(state, &mut tx, user, code).await?
     };
     if ok {
-        lockout::record_success(&mut tx, &user.id).await?;
+        lockout::record_success(&mut tx, &subject, lockout::CODE, &user.id).await?;
+        // The password step of the login is settled too.
+        let password = lockout::password_subject(&user.email);
+        lockout::record_success(&mut tx, &password, lockout::PASSWORD, &user.id).await?;
         tx.commit().await?;
         return Ok(());
     }
@@ -124,8 +130,9 @@ async fn check_code(
         Event::own(&user.id, "mfa_code_failed").failed(),
     )
     .await?;
+    let account = Some((user.id.as_str(), user.email.as_str()));
     let delay =
-        lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::CODE).await?;
+        lockout::record_failure(&mut tx, meta, &subject, lockout::CODE, claim, account).await?;
     tx.commit().await?;
     state.mail.wake();
     tokio::time::sleep(delay).await;
@@ -226,6 +233,8 @@ async fn confirm_password(
     let creds = users::credentials_by_id(state.db.pool(), &user.id)
         .await?
         .ok_or_else(service::bad_credentials)?;
+    let subject = lockout::password_subject(&user.email);
+    let claim = lockout::claim(state, &subject, lockout::PASSWORD).await?;
     if state
         .get::<super::Auth>()
         .hasher
@@ -236,8 +245,9 @@ async fn confirm_password(
         return Ok(());
     }
     let mut tx = state.db.begin().await?;
+    let account = Some((user.id.as_str(), user.email.as_str()));
     let delay =
-        lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD).await?;
+        lockout::record_failure(&mut tx, meta, &subject, lockout::PASSWORD, claim, account).await?;
     audit::record(
         &mut tx,
         meta,
@@ -310,9 +320,20 @@ pub async fn verify(
         .await?
         .secret
         .ok_or_else(refused)?;
+    let fingerprint = match users::credentials_by_id(&mut *conn, &user.id).await? {
+        Some(creds) => opaque::sha256_hex(&creds.password_hash),
+        None => return Err(refused()),
+    };
+    if !challenges::is_open(&mut conn, &claims.sid, &user.id, &fingerprint).await? {
+        return Err(refused());
+    }
     drop(conn);
     check_code(state, meta, &user, &secret, code).await?;
     let mut tx = state.db.begin().await?;
+    // Used once: of two requests with the same token, one wins here.
+    if !challenges::use_once(&mut tx, &claims.sid, &user.id, &fingerprint).await? {
+        return Err(refused());
+    }
     let tokens = service::finish_login(state, &mut tx, &user, meta, "password+mfa").await?;
     tx.commit().await?;
     Ok(tokens)

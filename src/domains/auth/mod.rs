@@ -2,10 +2,13 @@
 
 pub mod account;
 pub mod budget;
+pub mod challenges;
 pub mod cookie;
 pub mod emails;
 pub mod extract;
+pub mod guards;
 pub mod hashing;
+pub mod jobs;
 pub mod keys;
 pub mod links;
 pub mod lockout;
@@ -51,6 +54,7 @@ pub const DOMAIN: Domain = Domain {
         RouteRule::subtree("/api/auth/verify-email", AuthClass),
     ],
     features: |state| vec![("auth", state.provided.get::<Auth>().is_some())],
+    jobs: jobs::register,
     ..Domain::new("auth")
 };
 

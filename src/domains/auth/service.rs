@@ -205,6 +205,15 @@ pub async fn login(
     password_: &str,
 ) -> Result<(LoginResponse, Option<String>), AppError> {
     super::budget::spend(state, email).await?;
+    // One guess is claimed before anything is checked, for known and unknown emails alike.
+    let subject = lockout::password_subject(email);
+    let claim = match lockout::claim(state, &subject, lockout::PASSWORD).await {
+        Ok(claim) => claim,
+        Err(refused) => {
+            audit_locked(state, meta, email).await?;
+            return Err(refused);
+        }
+    };
     let creds = match Email::parse(email) {
         Ok(email) => login_reads(state, meta, &email).await?,
         Err(_) => None,
@@ -219,6 +228,7 @@ pub async fn login(
         .verify(creds.as_ref().map(|c| c.password_hash.as_str()), password_)
         .await?;
     let Some(creds) = creds else {
+        // The same writes, delay and answers as a wrong password of a real account.
         let mut tx = state.db.begin().await?;
         let event = Event {
             actor: None,
@@ -228,15 +238,20 @@ pub async fn login(
             details: serde_json::json!({"reason": "unknown_email"}),
         };
         audit::record(&mut tx, meta, event).await?;
+        let delay =
+            lockout::record_failure(&mut tx, meta, &subject, lockout::PASSWORD, claim, None)
+                .await?;
         tx.commit().await?;
+        tokio::time::sleep(delay).await;
         return Err(bad_credentials());
     };
     let user = creds.user;
     if verified == Verified::No {
         let mut tx = state.db.begin().await?;
         audit::record(&mut tx, meta, login_failed(&user.id, "wrong_password")).await?;
+        let account = Some((user.id.as_str(), user.email.as_str()));
         let delay =
-            lockout::record_failure(&mut tx, meta, &user.id, &user.email, lockout::PASSWORD)
+            lockout::record_failure(&mut tx, meta, &subject, lockout::PASSWORD, claim, account)
                 .await?;
         tx.commit().await?;
         state.mail.wake();
@@ -270,17 +285,22 @@ pub async fn login(
             Event::own(&user.id, "login_password_verified"),
         )
         .await?;
+        // The MFA token names a challenge that is used once, and only while the password is
+        // the one just checked.
+        let hash = upgraded.as_deref().unwrap_or(&creds.password_hash);
+        let challenge_id =
+            super::challenges::open(&mut tx, &user.id, hash, MFA_TOKEN_SECONDS).await?;
         tx.commit().await?;
         let challenge = MfaChallenge {
             mfa_required: true,
-            mfa_token: sign(state, &user, "", MFA_TYPE, MFA_TOKEN_SECONDS)?,
+            mfa_token: sign(state, &user, &challenge_id, MFA_TYPE, MFA_TOKEN_SECONDS)?,
             expires_in: MFA_TOKEN_SECONDS,
         };
         return Ok((LoginResponse::Mfa(challenge), None));
     }
     // With MFA on, the failure count is reset only once the code is right too (`mfa::verify`):
     // resetting it here would let a holder of the password retry codes forever.
-    lockout::record_success(&mut tx, &user.id).await?;
+    lockout::record_success(&mut tx, &subject, lockout::PASSWORD, &user.id).await?;
     let tokens = finish_login(state, &mut tx, &user, meta, "password").await?;
     tx.commit().await?;
     let refresh = tokens.refresh_token.clone();
@@ -308,6 +328,28 @@ async fn login_reads(
         return Err(e);
     }
     Ok(Some(creds))
+}
+
+/// Audits a login refused by the lock: one row, for a real account or an unknown email alike.
+async fn audit_locked(state: &AppState, meta: &RequestMeta, email: &str) -> Result<(), AppError> {
+    let account = match Email::parse(email) {
+        Ok(email) => users::user_by_email(state.db.pool(), email.as_str()).await?,
+        Err(_) => None,
+    };
+    let mut tx = state.db.begin().await?;
+    let event = match &account {
+        Some(user) => login_failed(&user.id, "locked"),
+        None => Event {
+            actor: None,
+            action: "login",
+            target: None,
+            outcome: Outcome::Failure,
+            details: serde_json::json!({"reason": "locked"}),
+        },
+    };
+    audit::record(&mut tx, meta, event).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn login_failed<'a>(user_id: &'a str, reason: &str) -> Event<'a> {

@@ -221,9 +221,6 @@ pub mod joined {
     /// The joined user's columns (as `u.…`) for the select list; read them with [`user`].
     pub const COLUMNS: &str = store::USER_COLUMNS;
 
-    /// The joined user's reset point of the consecutive-failure count (µs), for a condition.
-    pub const FAILURES_RESET_AT: &str = store::FAILURES_RESET_AT;
-
     /// `JOIN users u ON u.id = {user_id}`, where `user_id` is the joining table's user column.
     pub fn join_on(user_id: &str) -> String {
         store::join_on(user_id)

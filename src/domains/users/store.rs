@@ -21,9 +21,6 @@ pub const USER_COLUMNS: &str = "u.id, u.email, u.role, u.first_name, u.last_name
      CAST(u.is_active AS INTEGER) AS is_active, CAST(u.email_verified AS INTEGER) AS email_verified, \
      CAST(u.mfa_enabled AS INTEGER) AS mfa_enabled, u.token_epoch, u.created_at";
 
-/// The reset point of the consecutive-failure count, for a read that joins `users u`.
-pub const FAILURES_RESET_AT: &str = "u.failures_reset_at";
-
 /// Joins the user whose id is in `user_id` (a column of the joining table) as `u`.
 pub fn join_on(user_id: &str) -> String {
     format!("JOIN users u ON u.id = {user_id}")
