@@ -24,6 +24,7 @@ on_both_backends!(
     an_unknown_link_token_is_a_401_and_a_wrong_current_password_a_403,
     registration_takes_the_documented_email_and_role_spellings_only,
     names_refuse_invisible_formatting_characters_and_keep_ordinary_names,
+    lookalike_and_unusable_addresses_cannot_register_beside_the_real_one,
     a_profile_field_of_another_role_is_a_403_on_patch_me,
     a_name_that_is_no_profile_field_is_refused_even_when_its_value_is_null,
     the_v2_registration_checks_every_field_it_was_given,
@@ -260,6 +261,73 @@ async fn names_refuse_invisible_formatting_characters_and_keep_ordinary_names(ba
             .unwrap();
         assert_eq!(res.status(), 200, "{good}");
         assert_eq!(res.json::<Value>().await.unwrap()["first_name"], good);
+    }
+}
+
+/// Issue 15, point 3: one account per address, whichever way it is written.
+async fn lookalike_and_unusable_addresses_cannot_register_beside_the_real_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let register =
+        |email: &str, name: &str| json!({"email": email, "password": PASSWORD, "first_name": name});
+    let res = app
+        .post_json("/api/auth/register", &register("bob@example.test", "Bob"))
+        .await;
+    assert_eq!(res.status(), 201);
+    for lookalike in [
+        "bo\u{200b}b@example.test",
+        "bo\u{ad}b@example.test",
+        "bo\u{2060}b@example.test",
+        "b\u{43e}b@example.test",
+        "\u{ff42}ob@example.test",
+        "\"bob\"@example.test",
+        "bob@ex\u{e4}mple.test",
+        "BOB@EXAMPLE.TEST ",
+    ] {
+        let res = app
+            .post_json("/api/auth/register", &register(lookalike, "Bob"))
+            .await;
+        let body = assert_problem(res, 422).await;
+        assert_eq!(body["errors"][0]["field"], "email", "{lookalike:?}: {body}");
+    }
+    // Another case is the same address.
+    let res = app
+        .post_json("/api/auth/register", &register("Bob@Example.Test", "Bob"))
+        .await;
+    assert_problem(res, 409).await;
+    // An internationalised domain registers in its ASCII (xn--) form, once.
+    let idn = register("bob@xn--exmple-cua.test", "Bob");
+    assert_eq!(
+        app.post_json("/api/auth/register", &idn).await.status(),
+        201
+    );
+    assert_problem(app.post_json("/api/auth/register", &idn).await, 409).await;
+    for name in [
+        "Bo\u{200d}b",
+        "Bo\u{200c}b",
+        "Bo\u{2060}b",
+        "Bo\u{200e}b",
+        "Bo\u{61c}b",
+        "Bo\u{ad}b",
+        "Bob\u{2028}",
+        "Bob\u{e0062}",
+    ] {
+        let res = app
+            .post_json(
+                "/api/auth/register",
+                &register(&unique_email("names"), name),
+            )
+            .await;
+        let body = assert_problem(res, 422).await;
+        assert_eq!(body["errors"][0]["field"], "first_name", "{name:?}: {body}");
+    }
+    for name in ["Zoë", "Ngũgĩ", "Łukasz", "Ελένη"] {
+        let res = app
+            .post_json(
+                "/api/auth/register",
+                &register(&unique_email("names"), name),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{name}");
     }
 }
 
