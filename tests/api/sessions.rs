@@ -15,6 +15,7 @@ on_both_backends!(
     a_spent_refresh_token_replayed_after_the_grace_revokes_the_whole_session,
     a_spent_refresh_token_replayed_within_the_grace_is_refused_without_revoking,
     the_refresh_cookie_works_only_with_an_allowed_origin,
+    over_https_the_refresh_cookie_is_host_bound_and_kept_out_of_browser_bodies,
     logout_ends_the_session_at_once_for_access_and_refresh_tokens,
     logout_all_ends_every_session_of_the_user,
     sessions_are_listed_with_the_current_one_marked,
@@ -105,10 +106,52 @@ async fn the_refresh_cookie_works_only_with_an_allowed_origin(backend: Backend) 
     assert_problem(send(Some("https://evil.example")).await.unwrap(), 403).await;
     let res = send(Some("https://app.example.test")).await.unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .starts_with("autorisen_refresh="));
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-autorisen_refresh="), "{cookie}");
+    // A browser (it sent Origin) gets the refresh token in the cookie only.
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert!(body["access_token"].is_string());
+}
+
+/// Issue 15, point 8: over https the cookie is `__Host-` (Secure, Path=/, no Domain), and a
+/// browser login never sees the refresh token in a body; scripts without Origin still do.
+async fn over_https_the_refresh_cookie_is_host_bound_and_kept_out_of_browser_bodies(
+    backend: Backend,
+) {
+    let app =
+        TestApp::spawn_with(backend, &[("PUBLIC_BASE_URL", "https://app.example.test")]).await;
+    let s = register_customer(&app).await;
+    let res = app
+        .client
+        .post(app.url("/api/auth/login"))
+        .header("origin", "https://app.example.test")
+        .json(&json!({"email": s.email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-autorisen_refresh="), "{cookie}");
+    assert!(cookie.contains("; Path=/;"), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    // A script (no Origin) keeps the body form.
+    let body: serde_json::Value = login(&app, &s.email, PASSWORD).await.json().await.unwrap();
+    assert!(body["refresh_token"].is_string(), "{body}");
+    // Over plain http (development) the cookie keeps its old name, scoped to /api/auth.
+    let dev = TestApp::spawn(backend).await;
+    let res = dev
+        .post_json(
+            "/api/auth/register",
+            &json!({"email": unique_email("c"), "password": PASSWORD, "first_name": "C"}),
+        )
+        .await;
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("autorisen_refresh="), "{cookie}");
+    assert!(cookie.contains("Path=/api/auth"), "{cookie}");
 }
 
 async fn logout_ends_the_session_at_once_for_access_and_refresh_tokens(backend: Backend) {

@@ -22,6 +22,7 @@ use crate::{
     state::AppState,
 };
 
+use super::cookie::FromBrowser;
 use super::types::{
     profile_or_null, registration_base, role_enum, with_keywords, LoginRequest, LoginResponse,
     RegisterRequest, TokenResponse, CUSTOMER_ROLES,
@@ -51,9 +52,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn v2_login(
     state: State<AppState>,
     meta: RequestMeta,
+    browser: FromBrowser,
     body: AppJson<LoginRequest>,
 ) -> Result<Response, AppError> {
-    super::routes::login(state, meta, body).await
+    super::routes::login(state, meta, browser, body).await
 }
 
 /// The production client's registration body (its schema is written out below).
@@ -230,11 +232,12 @@ fn canonical(v2: V2Register) -> Result<RegisterRequest, AppError> {
 async fn v2_register(
     state: State<AppState>,
     meta: RequestMeta,
+    browser: FromBrowser,
     AppJson(v2): AppJson<V2Register>,
 ) -> Result<Response, AppError> {
     let named_full = v2.full_name.is_some() && v2.first_name.is_none();
     let req = canonical(v2)?;
-    super::routes::register(state, meta, AppJson(req))
+    super::routes::register(state, meta, browser, AppJson(req))
         .await
         .map_err(|e| match e {
             // Report name problems under the field the client sent.

@@ -16,7 +16,7 @@ use crate::{
 };
 
 use super::{
-    cookie,
+    cookie::{self, FromBrowser},
     extract::AuthUser,
     links, service,
     types::{
@@ -62,6 +62,21 @@ pub(super) fn with_cookie(
     res
 }
 
+/// Answers a token pair: the refresh token in the cookie, and in the body only for a client that
+/// is not a browser (see [`FromBrowser`]).
+fn tokens_answer(
+    state: &AppState,
+    status: StatusCode,
+    browser: FromBrowser,
+    mut tokens: TokenResponse,
+) -> Response {
+    let refresh = tokens.refresh_token.clone();
+    if browser.0 {
+        tokens.refresh_token = None;
+    }
+    with_cookie(state, status, tokens, refresh.as_deref())
+}
+
 fn cleared(state: &AppState) -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut()
@@ -77,16 +92,11 @@ fn cleared(state: &AppState) -> Response {
 pub(super) async fn register(
     State(state): State<AppState>,
     meta: RequestMeta,
+    browser: FromBrowser,
     AppJson(req): AppJson<RegisterRequest>,
 ) -> Result<Response, AppError> {
     let tokens = service::register(&state, &meta, req).await?;
-    let refresh = tokens.refresh_token.clone();
-    Ok(with_cookie(
-        &state,
-        StatusCode::CREATED,
-        tokens,
-        Some(&refresh),
-    ))
+    Ok(tokens_answer(&state, StatusCode::CREATED, browser, tokens))
 }
 
 /// Logs in with email and password.
@@ -97,9 +107,13 @@ pub(super) async fn register(
 pub(super) async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
+    browser: FromBrowser,
     AppJson(req): AppJson<LoginRequest>,
 ) -> Result<Response, AppError> {
-    let (answer, refresh) = service::login(&state, &meta, &req.email, &req.password).await?;
+    let (mut answer, refresh) = service::login(&state, &meta, &req.email, &req.password).await?;
+    if let (FromBrowser(true), LoginResponse::Tokens(tokens)) = (browser, &mut answer) {
+        tokens.refresh_token = None;
+    }
     Ok(with_cookie(
         &state,
         StatusCode::OK,
@@ -116,11 +130,11 @@ pub(super) async fn login(
 async fn mfa_verify(
     State(state): State<AppState>,
     meta: RequestMeta,
+    browser: FromBrowser,
     AppJson(req): AppJson<MfaVerify>,
 ) -> Result<Response, AppError> {
     let tokens = super::mfa::verify(&state, &meta, &req.mfa_token, &req.code).await?;
-    let refresh = tokens.refresh_token.clone();
-    Ok(with_cookie(&state, StatusCode::OK, tokens, Some(&refresh)))
+    Ok(tokens_answer(&state, StatusCode::OK, browser, tokens))
 }
 
 /// Exchanges a refresh token (JSON body, or the cookie with a same-origin `Origin`) for a new pair.
@@ -132,6 +146,7 @@ async fn refresh(
     State(state): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
+    browser: FromBrowser,
     body: Bytes,
 ) -> Result<Response, AppError> {
     // No body, or a JSON `null`: the cookie carries the token.
@@ -143,7 +158,7 @@ async fn refresh(
     let token = if let Some(sent) = sent {
         sent.refresh_token
     } else {
-        let token = cookie::read(&headers)
+        let token = cookie::read(&state.config, &headers)
             .ok_or_else(|| AppError::Unauthorized("No refresh token was sent.".into()))?;
         if !cookie::origin_allowed(&state.config, &headers) {
             return Err(AppError::Forbidden(
@@ -153,8 +168,7 @@ async fn refresh(
         token
     };
     let tokens = service::refresh(&state, &meta, &token).await?;
-    let refresh = tokens.refresh_token.clone();
-    Ok(with_cookie(&state, StatusCode::OK, tokens, Some(&refresh)))
+    Ok(tokens_answer(&state, StatusCode::OK, browser, tokens))
 }
 
 /// Ends the current session.

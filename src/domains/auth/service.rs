@@ -47,7 +47,7 @@ pub fn token_response(
     Ok(TokenResponse {
         user: UserView::from(user),
         access_token: sign(state, user, sid, ACCESS_TYPE, ttl)?,
-        refresh_token: refresh,
+        refresh_token: Some(refresh),
         token_type: "bearer",
         expires_in: ttl,
     })
@@ -304,7 +304,7 @@ pub async fn login(
     let tokens = finish_login(state, &mut tx, &user, meta, "password").await?;
     tx.commit().await?;
     let refresh = tokens.refresh_token.clone();
-    Ok((LoginResponse::Tokens(tokens), Some(refresh)))
+    Ok((LoginResponse::Tokens(tokens), refresh))
 }
 
 /// The reads of a login before its password check, on ONE pooled connection: the account behind

@@ -166,8 +166,11 @@ pub struct TokenResponse {
     pub user: UserView,
     /// A short-lived JWT for `Authorization: Bearer`.
     pub access_token: String,
-    /// An opaque token for `/api/auth/refresh`, usable once (also set as an HttpOnly cookie).
-    pub refresh_token: String,
+    /// An opaque token for `/api/auth/refresh`, usable once. Always set as an HttpOnly cookie;
+    /// in the body only for clients that send no `Origin` (scripts, mobile apps): a browser
+    /// gets it in the cookie alone, out of reach of page scripts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Always `bearer`.
     pub token_type: &'static str,
     /// Seconds until the access token expires.
