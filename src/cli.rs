@@ -51,6 +51,13 @@ pub enum Command {
         #[arg(long, default_value = "")]
         last_name: String,
     },
+    /// List or lift client bans, without HTTP: the way back in for an admin whose own address was
+    /// banned. Running instances pick a lift up within `BAN_SYNC_SECONDS`.
+    Bans {
+        /// What to do.
+        #[command(subcommand)]
+        action: BansAction,
+    },
     /// Import users from a JSON-lines or CSV export of the original users_v2 table.
     ImportUsers {
         /// The export file.
@@ -62,6 +69,18 @@ pub enum Command {
         /// they come in as customers).
         #[arg(long)]
         trust_admin_role: bool,
+    },
+}
+
+/// `bans` actions.
+#[derive(Debug, Subcommand)]
+pub enum BansAction {
+    /// Print every running ban: address, level, end (RFC 3339), reason.
+    List,
+    /// End the ban on an address now (exit 1 when it is not banned).
+    Lift {
+        /// The banned address (an IPv6 address stands for its /64).
+        ip: std::net::IpAddr,
     },
 }
 
@@ -102,6 +121,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => with_config(|config| {
             block_on(create_admin_command(config, email, first_name, last_name))
         }),
+        Command::Bans { action } => with_config(|config| block_on(bans_command(config, action))),
         Command::ImportUsers {
             file,
             format,
@@ -210,6 +230,48 @@ async fn create_admin_command(
     println!("created admin {email} (id {id})");
     db.close().await;
     Ok(())
+}
+
+async fn bans_command(config: Config, action: BansAction) -> anyhow::Result<()> {
+    use crate::edge::{ban_store::BanStore, bans::Bans};
+    let _logs = telemetry::init(config.log_format, &config.log_level);
+    let db = command_db(&config).await?;
+    let kv = config
+        .redis_url
+        .as_ref()
+        .map(|u| crate::kv::Kv::new(u.expose()))
+        .transpose()?;
+    let bans = Bans::new(
+        BanStore::for_settings(&config.edge, kv, db.clone()),
+        config.edge.abuse.clone(),
+    );
+    let outcome = match action {
+        BansAction::List => {
+            let list = bans.list().await?;
+            if list.is_empty() {
+                println!("no running bans");
+            }
+            for ban in list {
+                let until = crate::db::types::from_micros(ban.until)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                println!(
+                    "{}\tlevel {}\tuntil {until}\t{}",
+                    ban.ip, ban.level, ban.reason
+                );
+            }
+            Ok(())
+        }
+        BansAction::Lift { ip } => {
+            if bans.lift(ip).await? {
+                println!("lifted the ban on {ip}");
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("{ip} is not banned"))
+            }
+        }
+    };
+    db.close().await;
+    outcome
 }
 
 async fn import_users_command(

@@ -153,7 +153,7 @@ impl Config {
         let secret_key = secret_key(&mut r, env, &data_dir);
         let redis_url = redis_url(&mut r);
         let public_base_url = public_base_url(&mut r, env, port);
-        let cors_origins = cors_origins(&mut r, env);
+        let cors_origins = cors_origins(&mut r, env, public_base_url.scheme() == "https");
         let log_format = match r.raw("LOG_FORMAT").map(|v| v.trim().to_ascii_lowercase()) {
             None if env == Environment::Development => LogFormat::Pretty,
             None => LogFormat::Json,
@@ -451,7 +451,7 @@ fn public_base_url(r: &mut Reader<'_>, env: Environment, port: u16) -> Url {
     }
 }
 
-fn cors_origins(r: &mut Reader<'_>, env: Environment) -> Vec<String> {
+fn cors_origins(r: &mut Reader<'_>, env: Environment, https: bool) -> Vec<String> {
     const EXAMPLE: &str = "https://app.capecontrol.co.za,https://www.capecontrol.co.za";
     let Some(raw) = r.raw("CORS_ORIGINS") else {
         return if env == Environment::Development {
@@ -481,6 +481,16 @@ fn cors_origins(r: &mut Reader<'_>, env: Environment) -> Vec<String> {
                     && !item.ends_with('/')
                     && u.query().is_none() =>
             {
+                if https && u.scheme() == "http" {
+                    // A page served over http can be altered in transit and then call the API
+                    // with the user's credentials.
+                    r.problem(
+                        "CORS_ORIGINS",
+                        format!("`{item}` is http while PUBLIC_BASE_URL is https"),
+                        EXAMPLE,
+                    );
+                    continue;
+                }
                 origins.push(u.origin().ascii_serialization())
             }
             _ => r.problem(
@@ -592,6 +602,40 @@ mod tests {
             c.cors_origins,
             vec!["https://a.example", "http://b.example:5173"]
         );
+    }
+
+    /// Issue 15, point 9.
+    #[test]
+    fn http_origins_are_refused_when_the_service_is_https() {
+        let errors = load(&[
+            ("AUTORISEN_ENV", "test"),
+            ("SECRET_KEY", KEY),
+            ("PUBLIC_BASE_URL", "https://app.example"),
+            ("CORS_ORIGINS", "https://a.example,http://b.example"),
+        ])
+        .unwrap_err();
+        assert_eq!(vars_of(errors), vec!["CORS_ORIGINS"]);
+    }
+
+    /// Issue 15, point 9.
+    #[test]
+    fn trusting_every_address_as_a_proxy_is_refused() {
+        for every in ["0.0.0.0/0", "::/0", "10.0.0.0/8, ::/0"] {
+            let errors = load(&[
+                ("AUTORISEN_ENV", "test"),
+                ("SECRET_KEY", KEY),
+                ("TRUSTED_PROXIES", every),
+            ])
+            .unwrap_err();
+            assert_eq!(vars_of(errors), vec!["TRUSTED_PROXIES"], "{every}");
+        }
+        let c = load(&[
+            ("AUTORISEN_ENV", "test"),
+            ("SECRET_KEY", KEY),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.7"),
+        ])
+        .unwrap();
+        assert_eq!(c.edge.trusted_proxies.len(), 2);
     }
 
     #[test]

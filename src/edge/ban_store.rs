@@ -43,6 +43,19 @@ pub enum BanStore {
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 impl BanStore {
+    /// The store the settings call for: the Redis hash `<prefix>bans` when `kv` is configured,
+    /// else the `edge_bans` table.
+    pub fn for_settings(settings: &super::settings::EdgeSettings, kv: Option<Kv>, db: Db) -> Self {
+        match kv {
+            Some(kv) => Self::Redis {
+                kv: Box::new(kv),
+                key: format!("{}bans", settings.redis_prefix),
+                ttl: settings.abuse.strike_memory,
+            },
+            None => Self::Db(db),
+        }
+    }
+
     /// The record of `ip`, if any.
     pub async fn get(&self, ip: IpAddr) -> anyhow::Result<Option<Ban>> {
         match self {

@@ -179,6 +179,13 @@ fn trusted_proxies(r: &mut Reader<'_>) -> Vec<IpNet> {
             .parse::<IpNet>()
             .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
         {
+            // Trusting every address lets any client write its own address in the header, and
+            // so pick its rate-limit key and dodge bans.
+            Ok(net) if net.prefix_len() == 0 => r.problem(
+                "TRUSTED_PROXIES",
+                format!("`{item}` trusts every address: name the proxies' own networks"),
+                EXAMPLE,
+            ),
             Ok(net) => nets.push(net.trunc()),
             Err(_) => r.problem(
                 "TRUSTED_PROXIES",

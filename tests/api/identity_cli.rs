@@ -17,6 +17,7 @@ on_both_backends!(
     import_users_reports_every_line_and_a_second_run_changes_nothing,
     an_imported_bcrypt_user_logs_in_with_the_old_password_and_is_upgraded_to_argon2id,
     a_csv_export_with_postgres_style_values_is_imported_faithfully,
+    an_admin_whose_own_address_is_banned_gets_back_in_with_bans_lift,
 );
 
 async fn autorisen(
@@ -232,4 +233,49 @@ async fn a_csv_export_with_postgres_style_values_is_imported_faithfully(backend:
     assert_eq!(user["created_at"], "2022-06-15T08:30:00.123456Z");
     let actions = audit_actions(&app, &s.user_id).await;
     assert_eq!(actions[0].0, "user_imported");
+}
+
+/// Issue 15, point 9: the way back that does not need the banned address.
+async fn an_admin_whose_own_address_is_banned_gets_back_in_with_bans_lift(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let mut vars = base_vars(&db);
+    vars.insert("BAN_SYNC_SECONDS".into(), "1".into());
+    let app = TestApp::start(backend, db, config_from(&vars)).await;
+    let admin = make_admin(&app).await;
+    app.state
+        .edge
+        .bans
+        .ban("127.0.0.1".parse().unwrap(), "testing")
+        .await;
+    let me = get_authed(&app, "/api/auth/me", &admin.access).await;
+    assert_eq!(me.status(), 403, "the admin is locked out");
+
+    let out = autorisen(&app.db, &["bans", "list"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.starts_with("127.0.0.1\tlevel 1\tuntil "), "{listed}");
+    let out = autorisen(&app.db, &["bans", "lift", "127.0.0.1"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The running instance picks the lift up at its next ban sync.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_authed(&app, "/api/auth/me", &admin.access)
+        .await
+        .status()
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "still banned");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = autorisen(&app.db, &["bans", "lift", "127.0.0.1"], None).await;
+    assert_eq!(out.status.code(), Some(1), "not banned any more");
+    let out = autorisen(&app.db, &["bans", "list"], None).await;
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "no running bans\n");
 }
