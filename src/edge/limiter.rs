@@ -5,10 +5,7 @@
 //! fails the limiter falls back to the memory state of this instance (fail open) or answers
 //! "unavailable" (fail closed); the failure is counted and logged once a minute.
 
-use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-    time::Instant,
-};
+use std::{sync::atomic::Ordering::Relaxed, time::Instant};
 
 use axum::http::HeaderValue;
 use dashmap::DashMap;
@@ -33,7 +30,6 @@ pub struct Limiter {
     epoch: Instant,
     /// Counters since start.
     pub stats: Stats,
-    redis_down_until: AtomicU64,
 }
 
 impl Limiter {
@@ -60,7 +56,6 @@ impl Limiter {
             redis,
             fail_closed,
             epoch: Instant::now(),
-            redis_down_until: AtomicU64::new(0),
         }
     }
 
@@ -84,6 +79,17 @@ impl Limiter {
     }
 
     /// Whether the limiter keeps its state in Redis.
+    /// Whether the Redis circuit is open (Redis failed and no probe has had an answer since);
+    /// `None` without Redis.
+    pub fn redis_circuit_open(&self) -> Option<bool> {
+        self.redis.as_ref().map(RedisLimiter::circuit_open)
+    }
+
+    /// Times the Redis circuit opened since start (0 without Redis).
+    pub fn redis_circuit_trips(&self) -> u64 {
+        self.redis.as_ref().map_or(0, RedisLimiter::circuit_trips)
+    }
+
     pub fn backend(&self) -> &'static str {
         if self.redis.is_some() {
             "redis"
@@ -131,16 +137,11 @@ impl Limiter {
         key: &LimitKey,
     ) -> Option<Result<Vec<(usize, Decision)>, ()>> {
         let redis = self.redis.as_ref()?;
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
-        if now_ms < self.redis_down_until.load(Relaxed) {
-            return Some(Err(()));
-        }
         let policies: Vec<&Policy> = which.iter().map(|i| &self.policies[*i]).collect();
         match redis.check(&policies, key).await {
             Ok(decisions) => Some(Ok(which.iter().copied().zip(decisions).collect())),
             Err(e) => {
-                // Skip Redis for a second so an outage does not add its timeout to every request.
-                self.redis_down_until.store(now_ms + 1000, Relaxed);
+                // While Redis is down its circuit is open (see `Kv`): this failed at once.
                 if self.stats.backend_failed() {
                     tracing::warn!(
                         error = %e,

@@ -62,6 +62,16 @@ impl RedisLimiter {
         }
     }
 
+    /// Whether Redis is known to be down (its circuit is open).
+    pub fn circuit_open(&self) -> bool {
+        self.kv.is_open()
+    }
+
+    /// Times the circuit opened since start.
+    pub fn circuit_trips(&self) -> u64 {
+        self.kv.trips()
+    }
+
     /// Decides one request against each policy, atomically.
     pub async fn check(
         &self,
@@ -78,14 +88,14 @@ impl RedisLimiter {
                 .arg(window)
                 .arg(u8::from(p.mode == super::policy::Mode::Enforce));
         }
-        let call = async {
-            let mut conn = self.kv.connection(self.timeout).await?;
-            let reply: Vec<i64> = invocation.invoke_async(&mut conn).await?;
-            anyhow::Ok(reply)
-        };
-        let reply = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within {} ms", self.timeout.as_millis()))??;
+        // Fails at once while Redis is known to be down (see `Kv`): requests then fall back
+        // without waiting out the timeout each.
+        let reply: Vec<i64> = self
+            .kv
+            .run(self.timeout, |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
         anyhow::ensure!(
             reply.len() == policies.len() * 3,
             "unexpected reply from the rate-limit script"

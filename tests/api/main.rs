@@ -11,6 +11,7 @@ mod cli;
 mod compat;
 mod contract;
 mod errors;
+mod faults;
 mod guesses;
 mod hardening;
 mod health;

@@ -44,6 +44,10 @@ pub fn rate_limits(state: &AppState) -> RateLimitReport {
     RateLimitReport {
         backend: limiter.backend(),
         backend_errors: limiter.stats.backend_errors.load(Relaxed),
+        redis_circuit: limiter
+            .redis_circuit_open()
+            .map(|open| if open { "open" } else { "closed" }),
+        redis_circuit_trips: limiter.redis_circuit_trips(),
         policies,
     }
 }

@@ -37,6 +37,12 @@ pub struct RateLimitReport {
     /// Redis failures since start (requests then fell back to per-instance limits, or were
     /// refused with 503 when failing closed).
     pub backend_errors: u64,
+    /// With Redis: `closed` (in use) or `open` (it failed and no probe has had an answer since;
+    /// checks fail at once and fall back). Absent on the memory backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_circuit: Option<&'static str>,
+    /// Times the Redis circuit opened since start.
+    pub redis_circuit_trips: u64,
     /// Every policy, in header order.
     pub policies: Vec<PolicyReport>,
 }
