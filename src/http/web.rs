@@ -55,10 +55,28 @@ fn not_found() -> Response {
     )
 }
 
-/// The router's fallback: reserved paths are 404 problems; the rest is the web app, if built.
+/// `path` with repeated slashes collapsed and ASCII letters lower-cased: the form in which a
+/// reserved path is recognised however it was spelt (`//api/…`, `/API/…`).
+fn canonical(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// The router's fallback: reserved paths are 404 problems, in any spelling; so is a path with
+/// repeated slashes or a backslash (the file server would redirect `//host` to `//host/`, a
+/// protocol-relative URL that leaves the origin). The rest is the web app, if built.
 pub async fn fallback(State(site): State<Site>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    if site.is_reserved(&path) || !matches!(*req.method(), Method::GET | Method::HEAD) {
+    if path.contains("//")
+        || path.contains('\\')
+        || site.is_reserved(&canonical(&path))
+        || !matches!(*req.method(), Method::GET | Method::HEAD)
+    {
         return not_found();
     }
     let Some(web) = site.0 .0.clone() else {
@@ -73,6 +91,15 @@ pub async fn fallback(State(site): State<Site>, req: Request) -> Response {
         Ok(res) => res.map(axum::body::Body::new),
         Err(never) => match never {},
     };
+    // A redirect stays on this origin: its target is a path, never `//…` or `/\…`.
+    let leaves_origin = served
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .is_some_and(|l| !l.starts_with('/') || l.starts_with("//") || l.starts_with("/\\"));
+    if served.status().is_redirection() && leaves_origin {
+        return not_found();
+    }
     if served.status() == StatusCode::NOT_FOUND {
         return if wants_page {
             index(&web).await

@@ -12,6 +12,7 @@ on_both_backends!(
     hashed_assets_are_cached_for_a_year,
     real_files_such_as_robots_txt_are_served_as_themselves,
     the_spa_fallback_never_swallows_api_docs_or_health_paths,
+    no_redirect_leaves_the_origin_and_api_paths_in_any_spelling_get_the_apis_answer,
 );
 
 async fn without_a_web_build_the_root_is_a_page_linking_docs_and_health(backend: Backend) {
@@ -91,4 +92,53 @@ async fn the_spa_fallback_never_swallows_api_docs_or_health_paths(backend: Backe
     assert!(docs.text().await.unwrap().contains("Swagger UI"));
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.headers()["content-type"], "application/json");
+}
+
+/// Issue 15, point 7.
+async fn no_redirect_leaves_the_origin_and_api_paths_in_any_spelling_get_the_apis_answer(
+    backend: Backend,
+) {
+    let app = app_with_web_build(backend).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| client.get(app.url(path)).send();
+    // `//assets` named a host `assets` in the file server's redirect.
+    for path in ["//assets", "//assets/", "/assets//", "/\\assets"] {
+        let res = get(path).await.unwrap();
+        assert!(
+            res.headers().get("location").is_none(),
+            "{path}: {:?}",
+            res.headers().get("location")
+        );
+        assert_problem(res, 404).await;
+    }
+    // A plain directory still redirects within the origin.
+    let res = get("/assets").await.unwrap();
+    if res.status().is_redirection() {
+        let location = res.headers()["location"].to_str().unwrap();
+        assert!(
+            location.starts_with('/') && !location.starts_with("//"),
+            "{location}"
+        );
+    }
+    for path in [
+        "//api/admin/users",
+        "/API/auth/me",
+        "/Api/Auth/Me",
+        "/api//auth/me",
+        "//health",
+        "/HEALTH",
+        "/DOCS/",
+        "//openapi.json",
+        "/OpenAPI.json",
+    ] {
+        let res = get(path).await.unwrap();
+        let body = assert_problem(res, 404).await;
+        assert_eq!(body["type"], "/problems/not-found", "{path}");
+    }
+    // The real paths still answer.
+    assert_eq!(get("/health").await.unwrap().status(), 200);
+    assert_eq!(get("/api/auth/me").await.unwrap().status(), 401);
 }
