@@ -151,6 +151,8 @@ impl App {
         let options = ConnOptions {
             header_read_timeout: conn.header_read_timeout,
             max_header_bytes: conn.max_header_bytes,
+            max_connections_per_ip: conn.max_connections_per_ip,
+            trusted_proxies: state.config.edge.trusted_proxies.clone(),
         };
         let served = server::serve(
             listener,

@@ -43,6 +43,9 @@ pub struct ConnLimits {
     pub max_concurrent_per_ip: usize,
     /// `MAX_IN_FLIGHT`: requests the instance serves at once before shedding (503).
     pub max_in_flight: usize,
+    /// `MAX_CONNECTIONS_PER_IP`: open connections one peer address (an IPv6 peer's /64) may
+    /// hold; beyond it a connection gets a 503 and is closed. Trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
 }
 
 /// Everything the edge protection reads from the environment.
@@ -99,6 +102,10 @@ impl EdgeSettings {
             (
                 "MAX_CONCURRENT_PER_IP",
                 self.conn.max_concurrent_per_ip.to_string(),
+            ),
+            (
+                "MAX_CONNECTIONS_PER_IP",
+                self.conn.max_connections_per_ip.to_string(),
             ),
             ("MAX_IN_FLIGHT", self.conn.max_in_flight.to_string()),
             ("MAX_HEADER_BYTES", self.conn.max_header_bytes.to_string()),
@@ -273,9 +280,11 @@ fn conn(r: &mut Reader<'_>) -> ConnLimits {
     }
     let per_ip = r.parsed("MAX_CONCURRENT_PER_IP", 64usize, "a whole number", "64");
     let in_flight = r.parsed("MAX_IN_FLIGHT", 1024usize, "a whole number", "1024");
+    let connections = r.parsed("MAX_CONNECTIONS_PER_IP", 256usize, "a whole number", "256");
     for (var, v) in [
         ("MAX_CONCURRENT_PER_IP", per_ip),
         ("MAX_IN_FLIGHT", in_flight),
+        ("MAX_CONNECTIONS_PER_IP", connections),
     ] {
         if v == 0 {
             r.problem(var, "must be at least 1", "64");
@@ -286,5 +295,6 @@ fn conn(r: &mut Reader<'_>) -> ConnLimits {
         max_header_bytes: max_header_bytes.max(8192),
         max_concurrent_per_ip: per_ip.max(1),
         max_in_flight: in_flight.max(1),
+        max_connections_per_ip: connections.max(1),
     }
 }

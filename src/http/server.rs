@@ -1,7 +1,26 @@
-//! The HTTP server loop: hyper with connection limits (header read timeout, maximum head size)
-//! that `axum::serve` does not expose, and graceful shutdown bounded by a grace period.
+//! The HTTP server loop: hyper with connection limits that `axum::serve` does not expose, and
+//! graceful shutdown bounded by a grace period.
+//!
+//! - A connection that sends nothing within the header-read timeout is closed (hyper's own
+//!   timeout starts at the first byte, so silent connections used to stay open for good).
+//! - One peer address (an IPv6 peer's /64) may hold `MAX_CONNECTIONS_PER_IP` connections;
+//!   trusted proxies are exempt. Beyond it, and when open connections come near the process's
+//!   file-descriptor limit, a connection is answered 503 with `Retry-After` and closed: the
+//!   service keeps accepting instead of stalling on `EMFILE`.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use ipnet::IpNet;
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 use axum::{extract::ConnectInfo, Router};
 use hyper_util::{
@@ -13,12 +32,16 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// Limits applied to every connection before a request reaches the router.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnOptions {
     /// How long a client may take to send its request head (slow-loris protection).
     pub header_read_timeout: Duration,
     /// The largest request head accepted; beyond it HTTP/1 answers 431.
     pub max_header_bytes: usize,
+    /// Open connections one peer address may hold.
+    pub max_connections_per_ip: usize,
+    /// Peers exempt from the per-address cap (proxies carry many clients).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ConnOptions {
@@ -26,8 +49,100 @@ impl Default for ConnOptions {
         Self {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16_384,
+            max_connections_per_ip: 256,
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// File descriptors kept free for the database, Redis, logs and the 503 answers themselves.
+const FD_RESERVE: usize = 64;
+
+/// The open connections, in all and per peer address.
+#[derive(Default)]
+struct Census {
+    open: AtomicUsize,
+    per_peer: DashMap<IpAddr, usize>,
+}
+
+/// One open connection, counted until it is dropped.
+struct Counted {
+    census: Arc<Census>,
+    peer: Option<IpAddr>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.census.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(peer) = self.peer {
+            self.census.per_peer.remove_if_mut(&peer, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
+        }
+    }
+}
+
+impl Census {
+    /// Counts a new connection from `peer` (`None`: exempt from the per-peer cap); refuses it,
+    /// still counted, when the peer or the process is over its limit.
+    fn admit(
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+        per_peer: usize,
+        total: usize,
+    ) -> (Counted, bool) {
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut admitted = open <= total;
+        if let Some(peer) = peer {
+            let mut n = self.per_peer.entry(peer).or_insert(0);
+            *n += 1;
+            admitted &= *n <= per_peer;
+        }
+        let counted = Counted {
+            census: self.clone(),
+            peer,
+        };
+        (counted, admitted)
+    }
+}
+
+/// The connections the process can hold: its soft file-descriptor limit less a reserve.
+fn connection_capacity() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and reads nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !ok || limit.rlim_cur == libc::RLIM_INFINITY {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(FD_RESERVE)
+        .max(1)
+}
+
+/// The address a per-peer cap counts: an IPv6 peer's /64, an IPv4 peer's address.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
+/// The answer to a connection over a limit, written before it is closed.
+const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/problem+json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 143\r\n\r\n\
+{\"type\":\"/problems/service-unavailable\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many open connections; retry shortly.\"}";
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVER_LIMIT)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests finish
@@ -50,6 +165,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(options.max_header_bytes as u32);
     let graceful = GracefulShutdown::new();
+    let census = Arc::new(Census::default());
+    let capacity = connection_capacity();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -65,19 +182,42 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            router
-                .clone()
-                .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        let exempt = options
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.ip()));
+        let counted_peer = (!exempt).then(|| peer_key(peer.ip()));
+        let (counted, admitted) =
+            census.admit(counted_peer, options.max_connections_per_ip, capacity);
+        if !admitted {
+            tokio::spawn(async move {
+                refuse(stream).await;
+                drop(counted);
+            });
+            continue;
+        }
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_within = options.header_read_timeout;
+        tokio::spawn(async move {
+            let _counted = counted;
+            // A client that sends nothing is dropped after the header-read timeout (hyper's
+            // starts at the first byte), so silent connections cannot pile up.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte_within, stream.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let service =
+                router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                     req
                 });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

@@ -9,6 +9,7 @@ mod auth_helpers;
 mod bans;
 mod cli;
 mod compat;
+mod connections;
 mod contract;
 mod errors;
 mod faults;
