@@ -23,7 +23,7 @@ pub struct Limiter {
     /// The policies, in header order.
     pub policies: Vec<Policy>,
     /// Policy sets with their `RateLimit-Policy` value: general, general + auth, ai, auth.
-    sets: [(Vec<usize>, Option<HeaderValue>); 4],
+    sets: [(Vec<usize>, Option<HeaderValue>); 5],
     memory: Vec<DashMap<LimitKey, u64>>,
     redis: Option<RedisLimiter>,
     fail_closed: bool,
@@ -37,16 +37,24 @@ impl Limiter {
     pub fn new(policies: Vec<Policy>, redis: Option<RedisLimiter>, fail_closed: bool) -> Self {
         let active = |classes: &[Class]| -> (Vec<usize>, Option<HeaderValue>) {
             let which: Vec<usize> = (0..policies.len())
-                .filter(|i| classes.contains(&policies[*i].class) && policies[*i].mode != Mode::Off)
+                .filter(|i| {
+                    let p = &policies[*i];
+                    classes.contains(&p.class) && p.mode != Mode::Off && !p.ipv6_48
+                })
                 .collect();
             let header = policy_value(&policies, &which);
             (which, header)
         };
+        let ipv6_48: Vec<usize> = (0..policies.len())
+            .filter(|i| policies[*i].ipv6_48 && policies[*i].mode != Mode::Off)
+            .collect();
+        let ipv6_48_header = policy_value(&policies, &ipv6_48);
         let sets = [
             active(&[Class::General]),
             active(&[Class::General, Class::Auth]),
             active(&[Class::Ai]),
             active(&[Class::Auth]),
+            (ipv6_48, ipv6_48_header),
         ];
         Self {
             memory: policies.iter().map(|_| DashMap::new()).collect(),
@@ -72,13 +80,18 @@ impl Limiter {
         (which, header.as_ref())
     }
 
+    /// The active aggregate policy of an IPv6 /48, if any.
+    pub fn for_ipv6_48(&self) -> (&[usize], Option<&HeaderValue>) {
+        let (which, header) = &self.sets[4];
+        (which, header.as_ref())
+    }
+
     /// The active `auth` policies, applied per target account of a credential route.
     pub fn for_account(&self) -> (&[usize], Option<&HeaderValue>) {
         let (which, header) = &self.sets[3];
         (which, header.as_ref())
     }
 
-    /// Whether the limiter keeps its state in Redis.
     /// Whether the Redis circuit is open (Redis failed and no probe has had an answer since);
     /// `None` without Redis.
     pub fn redis_circuit_open(&self) -> Option<bool> {
@@ -90,6 +103,7 @@ impl Limiter {
         self.redis.as_ref().map_or(0, RedisLimiter::circuit_trips)
     }
 
+    /// Whether the limiter keeps its state in Redis.
     pub fn backend(&self) -> &'static str {
         if self.redis.is_some() {
             "redis"

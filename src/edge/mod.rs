@@ -147,7 +147,23 @@ impl Edge {
     /// when `auth` is set.
     pub async fn check_ip(&self, ip: IpAddr, auth: bool) -> Admission {
         let (which, policy) = self.limiter.for_request(auth);
-        self.check_key(which, policy, LimitKey::ip(ip)).await
+        let client = self.check_key(which, policy, LimitKey::ip(ip)).await;
+        // An IPv6 client also spends from its /48's aggregate budget.
+        let IpAddr::V6(v6) = ip else {
+            return client;
+        };
+        if !matches!(client, Admission::Allowed(_)) {
+            return client;
+        }
+        let (which, policy) = self.limiter.for_ipv6_48();
+        if which.is_empty() {
+            return client;
+        }
+        let net48 = IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into());
+        match self.check_key(which, policy, LimitKey::Ip(net48)).await {
+            Admission::Allowed(_) => client,
+            refused => refused,
+        }
     }
 
     async fn check_key(

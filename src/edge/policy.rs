@@ -125,6 +125,9 @@ pub struct Policy {
     pub quota: Quota,
     /// Its mode.
     pub mode: Mode,
+    /// Whether it is the aggregate budget of an IPv6 /48 (`RATE_LIMIT_IPV6_48`), kept per /48 on
+    /// top of the per-client budgets, rather than a budget per client.
+    pub ipv6_48: bool,
 }
 
 impl Policy {
@@ -136,14 +139,27 @@ impl Policy {
             class,
             quota,
             mode,
+            ipv6_48: false,
+        }
+    }
+
+    /// The aggregate budget of every IPv6 client in one /48, named `general-ipv6-48`.
+    pub fn ipv6_48(quota: Quota, mode: Mode) -> Self {
+        Self {
+            name: "general-ipv6-48".into(),
+            class: Class::General,
+            quota,
+            mode,
+            ipv6_48: true,
         }
     }
 
     /// Suffixes the window to names of classes with several quotas, so every name is unique.
     pub fn name_all(policies: &mut [Policy]) {
         for class in Class::ALL {
-            if policies.iter().filter(|p| p.class == class).count() > 1 {
-                for p in policies.iter_mut().filter(|p| p.class == class) {
+            let of_class = |p: &Policy| p.class == class && !p.ipv6_48;
+            if policies.iter().filter(|p| of_class(p)).count() > 1 {
+                for p in policies.iter_mut().filter(|p| of_class(p)) {
                     p.name = format!("{}-{}s", class.as_str(), p.quota.window_secs);
                 }
             }

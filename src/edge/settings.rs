@@ -142,6 +142,25 @@ pub(crate) fn read(r: &mut Reader<'_>) -> EdgeSettings {
         }
     }
     Policy::name_all(&mut policies);
+    // One IPv6 allocation (a /48) holds 65,536 /64s: without an aggregate it could multiply the
+    // per-client budget that many times.
+    let general_mode = mode(r, Class::General.mode_var(), all_mode);
+    let default_48 = Quota {
+        limit: 8 * Class::General.default_quotas()[0].limit,
+        window_secs: Class::General.default_quotas()[0].window_secs,
+    };
+    let quota_48 = match r.raw("RATE_LIMIT_IPV6_48") {
+        None => default_48,
+        Some(raw) => Quota::parse(raw.trim()).unwrap_or_else(|| {
+            r.problem(
+                "RATE_LIMIT_IPV6_48",
+                format!("`{raw}` is not N/SECONDS with N and SECONDS above zero"),
+                "4800/60",
+            );
+            default_48
+        }),
+    };
+    policies.push(Policy::ipv6_48(quota_48, general_mode));
     let fail_closed = match r
         .raw("RATE_LIMIT_FAIL_MODE")
         .map(|v| v.trim().to_ascii_lowercase())

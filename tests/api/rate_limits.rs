@@ -15,6 +15,7 @@ on_both_backends!(
     shadow_mode_refuses_nothing_but_counts_what_it_would_have_refused,
     a_policy_turned_off_adds_no_headers_and_refuses_nothing,
     a_spoofed_x_forwarded_for_is_ignored_without_a_trusted_proxy,
+    the_ipv6_clients_of_one_48_share_an_aggregate_budget,
     through_a_trusted_proxy_each_forwarded_client_has_its_own_budget,
     the_redis_backend_shares_one_budget_between_instances,
     with_redis_unreachable_the_limiter_fails_open_and_counts_the_failure,
@@ -415,4 +416,49 @@ async fn the_redis_backend_keeps_quotas_above_a_thousand_per_second_exact(backen
         .backend_errors
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(errors, 0, "Redis answered every check");
+}
+
+/// Issue 15, point 10: one /48 holds 65,536 /64s, each its own client; their aggregate is capped.
+async fn the_ipv6_clients_of_one_48_share_an_aggregate_budget(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_GENERAL", "5/60"),
+            ("RATE_LIMIT_IPV6_48", "8/60"),
+            ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ],
+    )
+    .await;
+    let from = |ip: &'static str| {
+        app.client
+            .get(app.url("/api/status"))
+            .header("x-forwarded-for", ip)
+            .send()
+    };
+    // Five from one /64 (its own budget), three from another /64 of the same /48 ...
+    for _ in 0..5 {
+        assert_eq!(from("2001:db8:aa:1::7").await.unwrap().status(), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(from("2001:db8:aa:2::7").await.unwrap().status(), 200);
+    }
+    // ... spend the /48's eight: a third /64 is refused though its own budget is untouched.
+    let refused = from("2001:db8:aa:3::7").await.unwrap();
+    let policy = refused.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("general-ipv6-48"), "{policy}");
+    assert_problem(refused, 429).await;
+    // Another /48, and IPv4 clients, are not affected.
+    assert_eq!(from("2001:db8:bb:1::7").await.unwrap().status(), 200);
+    assert_eq!(from("198.51.100.9").await.unwrap().status(), 200);
+    let report = app.admin_get("/api/admin/rate-limits").await;
+    let aggregate = report["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "general-ipv6-48")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(aggregate["refused"], 1, "{aggregate}");
 }
