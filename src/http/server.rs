@@ -20,7 +20,10 @@ use std::{
 
 use dashmap::DashMap;
 use ipnet::IpNet;
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 use axum::{extract::ConnectInfo, Router};
 use hyper_util::{
@@ -140,7 +143,12 @@ connection: close\r\n\
 content-length: 143\r\n\r\n\
 {\"type\":\"/problems/service-unavailable\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many open connections; retry shortly.\"}";
 
+/// Answers the connection's first request with [`OVER_LIMIT`] and closes it. The answer waits
+/// (a second at most) for the request to begin, as an HTTP client expects no answer before it
+/// has asked.
 async fn refuse(mut stream: TcpStream) {
+    let mut head = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut head)).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVER_LIMIT)).await;
     let _ = stream.shutdown().await;
 }

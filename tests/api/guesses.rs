@@ -69,7 +69,15 @@ async fn concurrent_logins_evaluate_at_most_ten_passwords_with_the_rate_limits_o
 }
 
 async fn three_hundred_concurrent_wrong_passwords_are_checked_at_most_ten_times(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_MODE", "off")]).await;
+    // 300 connections from one address: over the default per-address connection cap.
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_MODE", "off"),
+            ("MAX_CONNECTIONS_PER_IP", "1000"),
+        ],
+    )
+    .await;
     let s = register_customer(&app).await;
     let answers = join_all((0..300).map(|_| {
         let (app, email) = (&app, s.email.clone());
