@@ -120,6 +120,12 @@ impl LateState {
         self.0.get()?.upgrade().map(AppState)
     }
 
+    /// The state, for a job: while the app is not (or no longer) running the job is retried.
+    pub fn for_job(&self) -> Result<AppState, crate::jobs::JobError> {
+        self.get()
+            .ok_or_else(|| crate::jobs::JobError::Retryable("the app is not running".into()))
+    }
+
     /// Points at `state`; later calls do nothing.
     pub fn set(&self, state: &AppState) {
         let _ = self.0.set(Arc::downgrade(&state.0));

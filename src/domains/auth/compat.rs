@@ -24,8 +24,8 @@ use crate::{
 
 use super::cookie::FromBrowser;
 use super::types::{
-    profile_or_null, registration_base, role_enum, with_keywords, LoginRequest, LoginResponse,
-    RegisterRequest, TokenResponse, CUSTOMER_ROLES,
+    profile_or_null, registration_base, role_enum, role_property, with_keywords, LoginRequest,
+    LoginResponse, RegisterRequest, TokenResponse, CUSTOMER_ROLES,
 };
 use crate::{
     domains::users::Role,
@@ -85,19 +85,7 @@ pub struct V2Register {
 impl utoipa::PartialSchema for V2Register {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::{schema::SchemaType, ObjectBuilder, Type};
-        let roles = || {
-            ObjectBuilder::new()
-                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                .enum_values(Some(
-                    CUSTOMER_ROLES
-                        .iter()
-                        .map(|r| serde_json::Value::from(*r))
-                        .chain([
-                            serde_json::Value::from("developer"),
-                            serde_json::Value::Null,
-                        ]),
-                ))
-        };
+        let roles = role_property;
         let base = registration_base(
             "The production client's registration: a name as `first_name` (and `last_name`) or \
              as `full_name` (split at its first space; `last_name`, when given, wins over the \

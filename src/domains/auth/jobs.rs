@@ -19,9 +19,7 @@ pub fn register(registry: &mut Registry, state: &LateState) {
         from_fn(move |job| {
             let state = reset_state.clone();
             async move {
-                let state = state
-                    .get()
-                    .ok_or_else(|| JobError::Retryable("the app is not running".into()))?;
+                let state = state.for_job()?;
                 super::links::send_reset(&state, &job.payload)
                     .await
                     .map_err(|e| JobError::Retryable(e.to_string()))
@@ -34,9 +32,7 @@ pub fn register(registry: &mut Registry, state: &LateState) {
         from_fn(move |_| {
             let state = state.clone();
             async move {
-                let state = state
-                    .get()
-                    .ok_or_else(|| JobError::Retryable("the app is not running".into()))?;
+                let state = state.for_job()?;
                 let retry = |e: crate::error::AppError| JobError::Retryable(e.to_string());
                 let guards = super::guards::prune(&state).await.map_err(retry)?;
                 let challenges = super::challenges::prune(&state).await.map_err(retry)?;

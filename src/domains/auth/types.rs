@@ -50,6 +50,22 @@ pub fn role_enum(values: &[&str], nullable: bool) -> serde_json::Value {
     serde_json::json!({ "enum": values })
 }
 
+/// A role a visitor may register with, or `null` (the default, customer).
+pub fn role_property() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::{schema::SchemaType, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            CUSTOMER_ROLES
+                .iter()
+                .map(|r| serde_json::Value::from(*r))
+                .chain([
+                    serde_json::Value::from("developer"),
+                    serde_json::Value::Null,
+                ]),
+        ))
+}
+
 /// `{"anyOf": [{"$ref": …}, {"type": "null"}]}`: a profile of one role, or `null`.
 pub fn profile_or_null(component: &str) -> serde_json::Value {
     serde_json::json!({ "anyOf": [
@@ -95,20 +111,9 @@ impl utoipa::PartialSchema for RegisterRequest {
         .property("last_name", rules::FAMILY_NAME.schema(false))
         .property(
             "role",
-            ObjectBuilder::new()
-                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                .enum_values(Some(
-                    CUSTOMER_ROLES
-                        .iter()
-                        .map(|r| serde_json::Value::from(*r))
-                        .chain([
-                            serde_json::Value::from("developer"),
-                            serde_json::Value::Null,
-                        ]),
-                ))
-                .description(Some(
-                    "`customer` (the default; also `client`, `user`) or `developer`",
-                )),
+            role_property().description(Some(
+                "`customer` (the default; also `client`, `user`) or `developer`",
+            )),
         )
         .property(
             "profile",

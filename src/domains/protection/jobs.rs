@@ -19,9 +19,7 @@ pub fn register(registry: &mut Registry, state: &LateState) {
         from_fn(move |_| {
             let state = state.clone();
             async move {
-                let state = state
-                    .get()
-                    .ok_or_else(|| JobError::Retryable("the app is not running".into()))?;
+                let state = state.for_job()?;
                 let deleted = state
                     .edge
                     .bans
