@@ -51,7 +51,10 @@ LUA
 # Installs what the scripts use, starts PostgreSQL and Redis (scripts/services.sh), and sets
 # PG_ADMIN_URL (the login services.sh found, on which CREATE DATABASE works).
 bench_prepare() {
-  (cd "$BENCH_ROOT" && scripts/services.sh >/dev/null)
+  # scripts/services.sh also drops the test databases it finds (autorisen_t_*), which would break
+  # a test run going on beside the benchmark: it runs only when the services it recorded in
+  # target/services.env do not answer.
+  if ! services_answer; then (cd "$BENCH_ROOT" && scripts/services.sh >/dev/null); fi
   local missing=()
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v jq >/dev/null 2>&1 || missing+=(jq)
@@ -66,6 +69,15 @@ bench_prepare() {
     . "$BENCH_ROOT/target/services.env" 2>/dev/null || true
     printf %s "${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
   )}
+}
+
+# Whether the PostgreSQL and Redis recorded in target/services.env answer (within 10 s each).
+services_answer() {
+  (
+    . "$BENCH_ROOT/target/services.env" || exit 1
+    PGCONNECT_TIMEOUT=5 timeout 10 psql -X -w -Atc 'SELECT 1' "$TEST_DATABASE_URL" &&
+      [ "$(timeout 10 redis-cli -u "$TEST_REDIS_URL" ping)" = PONG ]
+  ) >/dev/null 2>&1
 }
 
 # Logging settings by name, as env assignments: `warn` (quiet) or `info` (production: JSON lines,
@@ -101,7 +113,7 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-psql_admin() { PGCONNECT_TIMEOUT=10 psql -X -w -q -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" "$@"; }
+psql_admin() { PGCONNECT_TIMEOUT=10 timeout 60 psql -X -w -q -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" "$@"; }
 
 drop_db() {
   psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null 2>&1 ||
