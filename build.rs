@@ -3,8 +3,13 @@
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // HEAD and the current branch's ref, where git really keeps them: in a linked worktree
+    // `.git` is a file, a watched path that does not exist makes cargo rerun this script (and so
+    // rebuild the crate) on every build, and watching all of `refs/heads` rebuilt it whenever any
+    // branch moved (another worktree's commits): minutes of release build on 2 cores.
+    for path in watched_git_paths() {
+        println!("cargo:rerun-if-changed={path}");
+    }
     println!("cargo:rerun-if-env-changed=SOURCE_VERSION");
     println!("cargo:rerun-if-env-changed=GIT_SHA");
     // Heroku exposes the commit as SOURCE_VERSION at build time; a git checkout knows it itself.
@@ -27,6 +32,32 @@ fn main() {
         .map(|d| d.as_secs())
         .unwrap_or_default();
     println!("cargo:rustc-env=AUTORISEN_BUILD_TIME={}", rfc3339(secs));
+}
+
+/// HEAD and the file holding the current branch's commit (its loose ref, else `packed-refs`);
+/// `.git/HEAD` and `.git/refs/heads` when git cannot say.
+fn watched_git_paths() -> Vec<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) else {
+        return vec![".git/HEAD".into(), ".git/refs/heads".into()];
+    };
+    let mut paths = vec![head];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        let loose = git(&["rev-parse", "--git-path", &branch]);
+        match loose.filter(|p| std::path::Path::new(p).exists()) {
+            Some(loose) => paths.push(loose),
+            None => paths.extend(git(&["rev-parse", "--git-path", "packed-refs"])),
+        }
+    }
+    paths
 }
 
 /// Formats Unix seconds as RFC 3339 UTC without pulling a date crate into the build script.

@@ -1,14 +1,23 @@
 //! The edge guard every non-exempt request passes: load shedding, the per-client in-flight cap,
 //! bans, probe scoring and the rate limits, with their headers on the response.
+//!
+//! A tower service rather than `axum::middleware::from_fn`, which clones and boxes the stack
+//! beneath it on every request: an exempt request goes straight through, and only a request that
+//! waits for a decision takes a clone of the inner service.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    convert::Infallible,
+    net::{IpAddr, Ipv4Addr},
+    task::{Context, Poll},
+};
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::StatusCode,
-    middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
 
 use crate::http::client::ClientAddr;
 
@@ -21,13 +30,75 @@ use super::{
     Admission, Edge,
 };
 
-/// The middleware (see the module documentation).
-pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let class = edge.routes().class_of(path);
-    if class == Some(RouteClass::Exempt) {
-        return next.run(req).await;
+/// The guard as a layer (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct GuardLayer(Edge);
+
+impl GuardLayer {
+    /// The guard of `edge`.
+    pub fn new(edge: Edge) -> Self {
+        Self(edge)
     }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guard {
+            edge: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`GuardLayer`].
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    edge: Edge,
+    inner: S,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Error = Infallible> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let class = self.edge.routes().class_of(req.uri().path());
+        if class == Some(RouteClass::Exempt) {
+            // Boxed although it need not be: measured, returning the inner future unboxed made
+            // the request's outer future larger, and copying it cost more than the box.
+            let answer = self.inner.call(req);
+            return Box::pin(async move {
+                let Ok(response) = answer.await;
+                Ok(response.into_response())
+            });
+        }
+        // The clone that was made ready is the one called (tower's contract); it stays here.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let edge = self.edge.clone();
+        Box::pin(async move { Ok(guard(edge, class, req, inner).await) })
+    }
+}
+
+/// Decides about a request that is not exempt and, when admitted, runs it through `inner`.
+async fn guard<S>(edge: Edge, class: Option<RouteClass>, req: Request, mut inner: S) -> Response
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    let path = req.uri().path();
     // One client's network (an IPv6 /64), so rotating addresses within it escapes nothing.
     let ip = client_network(
         req.extensions()
@@ -63,7 +134,7 @@ pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Respon
         }
     }
     if class == Some(RouteClass::Webhook) {
-        return next.run(req).await;
+        return run(&mut inner, req).await;
     }
     let admission = edge.check_ip(ip, class == Some(RouteClass::Auth)).await;
     if matches!(admission, Admission::Refused { .. }) {
@@ -76,12 +147,21 @@ pub async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Respon
     }
     match admission.into_response() {
         Ok(rate_headers) => {
-            let mut response = next.run(req).await;
+            let mut response = run(&mut inner, req).await;
             rate_headers.apply(&mut response);
             response
         }
         Err(refusal) => refusal,
     }
+}
+
+async fn run<S>(inner: &mut S, req: Request) -> Response
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    let Ok(response) = inner.call(req).await;
+    response.into_response()
 }
 
 fn banned(secs: u64) -> Response {

@@ -1,5 +1,5 @@
 //! Edge protection: rate limits (shared through Redis when configured), abuse scoring with
-//! escalating bans, and in-flight caps. The HTTP side is [`middleware::guard`]; operators read
+//! escalating bans, and in-flight caps. The HTTP side is [`middleware::GuardLayer`]; operators read
 //! the counters through `domains::protection`. See `docs/edge.md`.
 
 mod abuse;

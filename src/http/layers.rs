@@ -2,13 +2,7 @@
 
 use std::any::Any;
 
-use axum::{
-    extract::DefaultBodyLimit,
-    http::StatusCode,
-    middleware::{from_fn, from_fn_with_state},
-    response::Response,
-    Router,
-};
+use axum::{extract::DefaultBodyLimit, http::StatusCode, response::Response, Router};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer, compression::CompressionLayer, timeout::TimeoutLayer,
@@ -19,7 +13,7 @@ use crate::{config::Config, edge::Edge, error::problem_response};
 use super::{
     client::TrustedProxies,
     cors,
-    middleware::{record_route, request_context, RequestContext, ResponseStamp},
+    middleware::{RecordRouteLayer, RequestContext, RequestContextLayer, ResponseStamp},
     security::SecurityHeaders,
 };
 
@@ -47,20 +41,17 @@ pub fn apply(router: Router, config: &Config, edge: &Edge) -> Router {
     // separately, boxing each layer into a route of its own, so that every middleware cloned the
     // whole boxed chain beneath it on every request (measured: a fifth of the CPU of `/health`).
     let stack = ServiceBuilder::new()
-        .layer(from_fn_with_state(context, request_context))
+        .layer(RequestContextLayer::new(context))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors::layer(&config.cors_origins))
-        .layer(from_fn_with_state(
-            edge.clone(),
-            crate::edge::middleware::guard,
-        ))
+        .layer(crate::edge::middleware::GuardLayer::new(edge.clone()))
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             config.request_timeout,
         ))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .service(router.route_layer(from_fn(record_route)));
+        .service(router.route_layer(RecordRouteLayer));
     Router::new().fallback_service(stack)
 }
 

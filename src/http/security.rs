@@ -18,6 +18,11 @@ pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
+const CROSS_ORIGIN_OPENER_POLICY: header::HeaderName =
+    header::HeaderName::from_static("cross-origin-opener-policy");
+const PERMISSIONS_POLICY: header::HeaderName =
+    header::HeaderName::from_static("permissions-policy");
+
 /// Whether HSTS is sent (only when the service is reached over HTTPS).
 #[derive(Debug, Clone, Copy)]
 pub struct SecurityHeaders {
@@ -43,14 +48,10 @@ pub fn secure(policy: SecurityHeaders, credentialed: bool, api: bool, response: 
         header::REFERRER_POLICY,
         "strict-origin-when-cross-origin",
     );
+    set(h, CROSS_ORIGIN_OPENER_POLICY, "same-origin");
     set(
         h,
-        header::HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    set(
-        h,
-        header::HeaderName::from_static("permissions-policy"),
+        PERMISSIONS_POLICY,
         "camera=(), microphone=(), geolocation=()",
     );
     if policy.hsts {

@@ -52,6 +52,8 @@ struct Jwt {
 /// Every key the identity domain uses.
 pub struct Keys {
     issuer: String,
+    /// What every token must satisfy, built once rather than on every verification.
+    validation: Validation,
     access: Jwt,
     mfa: Jwt,
     email_links: [u8; 32],
@@ -88,8 +90,15 @@ impl Keys {
                 decoding: DecodingKey::from_secret(&key),
             }
         };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = 0;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         Self {
             issuer: issuer.to_owned(),
+            validation,
             access: jwt("autorisen access-token v1"),
             mfa: jwt("autorisen mfa-step-token v1"),
             email_links: derive(secret.as_bytes(), "autorisen email-link-token v1"),
@@ -128,13 +137,7 @@ impl Keys {
         } else {
             &self.access
         };
-        let mut v = Validation::new(Algorithm::HS256);
-        v.algorithms = vec![Algorithm::HS256];
-        v.leeway = 0;
-        v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[AUDIENCE]);
-        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).ok()?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).ok()?;
         (data.claims.typ == typ).then_some(data.claims)
     }
 
