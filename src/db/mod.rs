@@ -11,7 +11,7 @@ use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
-    AnyPool, Executor,
+    AnyPool, Connection, Executor,
 };
 
 /// The backend behind the pool.
@@ -62,6 +62,7 @@ impl Db {
             .test_before_acquire(false)
             .idle_timeout(Duration::from_secs(300))
             .max_lifetime(Duration::from_secs(1800))
+            .after_release(move |conn, _meta| Box::pin(keep_unless_in_transaction(conn, backend)))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -118,6 +119,28 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Keeps a returned connection only if no transaction is open on it. When SQLite ends a
+/// transaction by itself (it rolls back on SQLITE_FULL or SQLITE_IOERR), sqlx's own ROLLBACK
+/// then fails and its transaction depth stays at 1: every later `BEGIN` on that connection
+/// failed with "attempted to call begin_with at non-zero transaction depth", so four such errors
+/// took every connection of a four-connection pool until a restart. Such a connection is closed
+/// instead, and the pool opens a fresh one.
+async fn keep_unless_in_transaction(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<bool, sqlx::Error> {
+    if conn.is_in_transaction() && backend == Backend::Sqlite {
+        // SQLite runs the rollback queued by a dropped transaction on its worker thread; a
+        // ping queued behind it returns once it ran (PostgreSQL counts it at once).
+        conn.ping().await?;
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("a connection came back with a transaction open; it is closed");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Adds `mode=rwc` so the file is created, and creates its folder.
