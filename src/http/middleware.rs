@@ -11,6 +11,7 @@ use axum::{
 use tracing::{field::Empty, Instrument};
 
 use crate::{
+    db::{Db, StorageFault},
     edge::{policy::RouteClass, Edge},
     error::{default_detail, problem_response},
 };
@@ -143,6 +144,15 @@ pub async fn record_route(matched: Option<MatchedPath>, req: Request, next: Next
     let mut response = next.run(req).await;
     if let Some(route) = route {
         response.extensions_mut().insert(RouteTemplate(route));
+    }
+    response
+}
+
+/// Tells the database's fault signal that a response failed on storage (a full disk, a
+/// read-only file), so that health reports the service unhealthy until writes work again.
+pub async fn note_storage_faults(State(db): State<Db>, response: Response) -> Response {
+    if response.extensions().get::<StorageFault>().is_some() {
+        db.faults().record();
     }
     response
 }

@@ -1,12 +1,24 @@
-//! Storage faults: a transaction the database ended by itself never leaves a pooled connection
-//! unusable.
+//! Storage faults: a full disk, a read-only data folder, a transaction the database ended by
+//! itself. Writes answer 503 with `Retry-After`
+//! while storage refuses them, health says unhealthy meanwhile, and everything works again by
+//! itself once storage does.
+//!
+//! The full-disk and read-only tests are SQLite-only: they mount a small tmpfs or set the
+//! immutable attribute (`chattr +i`, which root cannot write through, unlike file modes), so
+//! they need root (CI runs as root).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use serde_json::json;
 use sqlx::Executor;
 
 use crate::{
     auth_helpers::{unique_email, PASSWORD},
-    helpers::{Backend, TestApp},
+    helpers::{assert_problem, base_vars, config_from, Backend, TestApp, TestDb},
     on_both_backends,
 };
 
@@ -20,6 +32,35 @@ async fn register(app: &TestApp) -> reqwest::Response {
                 "first_name": "Thandi", "last_name": "Mokoena", "role": "customer"}),
     )
     .await
+}
+
+/// Asserts a 503 problem with `Retry-After`, as every write answers while storage refuses it.
+async fn assert_storage_503(res: reqwest::Response) {
+    let retry_after = TestApp::header(&res, "retry-after");
+    assert_problem(res, 503).await;
+    assert!(
+        retry_after.parse::<u64>().is_ok_and(|s| s > 0),
+        "Retry-After: {retry_after:?}"
+    );
+}
+
+/// The status code of `/api/health` and of `/ready`.
+async fn health_codes(app: &TestApp) -> (u16, u16) {
+    let health = app.get("/api/health").await.status().as_u16();
+    let ready = app.get("/ready").await.status().as_u16();
+    (health, ready)
+}
+
+/// Registers until one write succeeds (at most `within`), as a client retrying would.
+async fn writes_work_again(app: &TestApp, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if register(app).await.status() == 201 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 async fn a_transaction_the_database_ended_by_itself_never_poisons_a_pooled_connection(
@@ -46,5 +87,183 @@ async fn a_transaction_the_database_ended_by_itself_never_poisons_a_pooled_conne
     }
     for _ in 0..8 {
         assert_eq!(register(&app).await.status(), 201, "writes over HTTP");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_full_disk_answers_503_and_health_is_unhealthy_until_writes_work() {
+    let app = TestApp::spawn_with(Backend::Postgres, &[("HEALTH_CACHE_MS", "0")]).await;
+    let pool = app.state.db.pool();
+    // PostgreSQL's own answer to a full disk (disk_full, 53100), for new users and the probe.
+    pool.execute(
+        "CREATE FUNCTION disk_full() RETURNS trigger AS $$ BEGIN \
+         RAISE EXCEPTION 'could not extend file (test)' USING ERRCODE = '53100'; END $$ \
+         LANGUAGE plpgsql; \
+         CREATE TRIGGER disk_full BEFORE INSERT ON users \
+         FOR EACH ROW EXECUTE FUNCTION disk_full(); \
+         CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON storage_probe \
+         FOR EACH ROW EXECUTE FUNCTION disk_full()",
+    )
+    .await
+    .expect("triggers");
+    assert_eq!(health_codes(&app).await, (200, 200), "reads answer");
+
+    assert_storage_503(register(&app).await).await;
+    assert_eq!(
+        health_codes(&app).await,
+        (503, 503),
+        "unhealthy while writes fail"
+    );
+
+    pool.execute("DROP TRIGGER disk_full ON users; DROP TRIGGER disk_full ON storage_probe")
+        .await
+        .expect("drop triggers");
+    assert_eq!(
+        health_codes(&app).await,
+        (200, 200),
+        "healthy once writes work"
+    );
+    assert_eq!(register(&app).await.status(), 201);
+}
+
+mod sqlite_only {
+    use super::*;
+
+    /// A tmpfs mounted for one test, unmounted (and its folder removed) at the end.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(at: &Path, size: &str) -> Self {
+            std::fs::create_dir_all(at).unwrap();
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(at)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "this test mounts a tmpfs: run it as root (CI does)");
+            Self(at.to_owned())
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+
+    /// Sets or clears the immutable attribute on `paths`.
+    fn immutable(paths: &[PathBuf], on: bool) {
+        let ok = Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .args(paths)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "this test uses chattr: run it as root (CI does)");
+    }
+
+    /// Clears the immutable attribute even when the test fails, so the folder can be removed.
+    struct Writable(Vec<PathBuf>);
+
+    impl Drop for Writable {
+        fn drop(&mut self) {
+            let _ = Command::new("chattr").arg("-i").args(&self.0).status();
+        }
+    }
+
+    /// An app on SQLite whose database lives in `<tmp>/store` (what the test breaks).
+    async fn app_with_store(prepare: impl FnOnce(&Path)) -> (TestApp, PathBuf) {
+        let mut db = TestDb::create(Backend::Sqlite).await;
+        let store = db.dir().join("store");
+        prepare(&store);
+        db.url = format!("sqlite://{}/test.db", store.display());
+        let mut vars = base_vars(&db);
+        vars.insert("HEALTH_CACHE_MS".into(), "0".into());
+        let app = TestApp::start(Backend::Sqlite, db, config_from(&vars)).await;
+        (app, store)
+    }
+
+    /// Fills the file system of `dir` with one file until it is full.
+    fn fill(dir: &Path) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite_writes_on_a_full_disk_answer_503_and_work_again_once_space_returns() {
+        let mut mount = None;
+        let (app, store) = app_with_store(|store| mount = Some(Tmpfs::mount(store, "6m"))).await;
+        assert_eq!(register(&app).await.status(), 201, "writes work at first");
+
+        let filler = fill(&store);
+        let mut refused = 0;
+        for _ in 0..40 {
+            let res = register(&app).await;
+            if res.status() == 201 {
+                continue; // pages the database already had
+            }
+            assert_storage_503(res).await;
+            refused += 1;
+            if refused == 8 {
+                break;
+            }
+        }
+        assert_eq!(refused, 8, "a full disk refuses writes, each with a 503");
+        assert_eq!(
+            health_codes(&app).await,
+            (503, 503),
+            "unhealthy while writes fail"
+        );
+
+        std::fs::remove_file(filler).unwrap();
+        assert!(
+            writes_work_again(&app, Duration::from_secs(10)).await,
+            "writes work again once space returns, without a restart"
+        );
+        for _ in 0..10 {
+            assert_eq!(register(&app).await.status(), 201, "every write, not some");
+        }
+        assert_eq!(health_codes(&app).await, (200, 200), "healthy again");
+        drop(app);
+        drop(mount);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite_a_read_only_data_folder_answers_503_and_every_write_works_once_it_is_writable(
+    ) {
+        let (app, store) = app_with_store(|_| {}).await;
+        assert_eq!(register(&app).await.status(), 201, "writes work at first");
+        // Not the `-shm` file: SQLite maps it into memory, and a write through a mapping of an
+        // immutable file is a SIGBUS (a chmod, the real-world fault, leaves mappings writable).
+        let files: Vec<PathBuf> = ["test.db", "test.db-wal", ""]
+            .iter()
+            .map(|f| store.join(f))
+            .filter(|p| p.exists())
+            .collect();
+        let _guard = Writable(files.clone());
+
+        immutable(&files, true);
+        for _ in 0..8 {
+            assert_storage_503(register(&app).await).await;
+        }
+        assert_eq!(
+            health_codes(&app).await,
+            (503, 503),
+            "unhealthy while writes fail"
+        );
+
+        immutable(&files, false);
+        assert!(
+            writes_work_again(&app, Duration::from_secs(10)).await,
+            "writes work again once the folder is writable, without a restart"
+        );
+        for _ in 0..20 {
+            assert_eq!(register(&app).await.status(), 201, "every write, not some");
+        }
+        assert_eq!(health_codes(&app).await, (200, 200), "healthy again");
     }
 }
