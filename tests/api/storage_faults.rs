@@ -1,5 +1,5 @@
 //! Storage faults: a full disk, a read-only data folder, a transaction the database ended by
-//! itself. Writes answer 503 with `Retry-After`
+//! itself, a delivered message whose `sent` update fails. Writes answer 503 with `Retry-After`
 //! while storage refuses them, health says unhealthy meanwhile, and everything works again by
 //! itself once storage does.
 //!
@@ -14,15 +14,19 @@ use std::{
 };
 
 use serde_json::json;
-use sqlx::Executor;
+use sqlx::{Executor, Row};
 
 use crate::{
     auth_helpers::{unique_email, PASSWORD},
     helpers::{assert_problem, base_vars, config_from, Backend, TestApp, TestDb},
+    mail::{queue, verify},
     on_both_backends,
 };
 
-on_both_backends!(a_transaction_the_database_ended_by_itself_never_poisons_a_pooled_connection,);
+on_both_backends!(
+    a_transaction_the_database_ended_by_itself_never_poisons_a_pooled_connection,
+    a_delivered_message_whose_sent_update_fails_is_not_delivered_again,
+);
 
 /// `POST /api/auth/register` for a fresh address; the response as it is.
 async fn register(app: &TestApp) -> reqwest::Response {
@@ -90,6 +94,60 @@ async fn a_transaction_the_database_ended_by_itself_never_poisons_a_pooled_conne
     }
 }
 
+async fn a_delivered_message_whose_sent_update_fails_is_not_delivered_again(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &crate::mail::vars(&[("MAIL_MAX_ATTEMPTS", "1000"), ("MAIL_RETRY_BASE_MS", "10")]),
+    )
+    .await;
+    let pool = app.state.db.pool();
+    // The database refuses to record a delivery, as a full disk or read-only file would.
+    let refuse = match backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_sent BEFORE UPDATE OF status ON mail_outbox \
+             WHEN NEW.status = 'sent' BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_sent() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'disk full (test)' USING ERRCODE = '53100'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_sent BEFORE UPDATE ON mail_outbox FOR EACH ROW \
+             WHEN (NEW.status = 'sent') EXECUTE FUNCTION refuse_sent()"
+        }
+    };
+    pool.execute(refuse).await.expect("trigger");
+
+    let to = ["one@example.test", "two@example.test", "three@example.test"];
+    queue(&app, &to.map(|t| verify(t, "tok"))).await;
+    // Each job is retried several times while the update keeps failing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let least: i64 =
+            sqlx::query("SELECT MIN(attempts) AS n FROM jobs WHERE kind = 'mail.send'")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+                .get("n");
+        if least >= 4 || tokio::time::Instant::now() > deadline {
+            assert!(least >= 4, "the jobs were retried ({least} attempts)");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        mail_files(&app.mail_dir()),
+        3,
+        "each message delivered once"
+    );
+
+    pool.execute("DROP TRIGGER refuse_sent ON mail_outbox")
+        .await
+        .or(pool.execute("DROP TRIGGER refuse_sent").await)
+        .expect("drop trigger");
+    let rows = crate::mail::settled(pool).await;
+    assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+    assert_eq!(mail_files(&app.mail_dir()), 3, "still once each");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_full_disk_answers_503_and_health_is_unhealthy_until_writes_work() {
     let app = TestApp::spawn_with(Backend::Postgres, &[("HEALTH_CACHE_MS", "0")]).await;
@@ -124,6 +182,10 @@ async fn on_postgres_a_full_disk_answers_503_and_health_is_unhealthy_until_write
         "healthy once writes work"
     );
     assert_eq!(register(&app).await.status(), 201);
+}
+
+fn mail_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
 mod sqlite_only {
