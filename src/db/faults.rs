@@ -23,6 +23,8 @@ struct State {
     since: Option<Instant>,
     /// When the last fault ended.
     ended: Option<Instant>,
+    /// When a background probe was last due.
+    probed: Option<Instant>,
 }
 
 impl StorageFaults {
@@ -54,6 +56,17 @@ impl StorageFaults {
     /// Whether a storage fault was seen and no write has succeeded since.
     pub fn is_failing(&self) -> bool {
         self.state().since.is_some()
+    }
+
+    /// Whether a fault is going on and no background probe was due within `every`; if so, one
+    /// is due now. Lets the job runner clear a fault when nothing calls the health check.
+    pub fn probe_due(&self, every: Duration) -> bool {
+        let mut state = self.state();
+        let due = state.since.is_some() && state.probed.is_none_or(|at| at.elapsed() >= every);
+        if due {
+            state.probed = Some(Instant::now());
+        }
+        due
     }
 
     /// Whether a connection opened `age` ago may have been spoiled by a fault: one is going on,
@@ -110,6 +123,17 @@ mod tests {
         assert!(faults.is_failing());
         faults.clear();
         assert!(!faults.is_failing());
+    }
+
+    #[test]
+    fn a_background_probe_is_due_only_during_a_fault_and_at_most_once_per_interval() {
+        let faults = StorageFaults::default();
+        let every = Duration::from_secs(60);
+        assert!(!faults.probe_due(every), "no fault");
+        faults.record();
+        assert!(faults.probe_due(every));
+        assert!(!faults.probe_due(every), "not again within the interval");
+        assert!(faults.probe_due(Duration::ZERO));
     }
 
     #[test]

@@ -326,6 +326,15 @@ mod sqlite_only {
         for _ in 0..20 {
             assert_eq!(register(&app).await.status(), 201, "every write, not some");
         }
+        // Nothing called the health check since: the job runner's probe cleared the fault.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while app.state.db.faults().is_failing() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !app.state.db.faults().is_failing(),
+            "cleared without a health check"
+        );
         assert_eq!(health_codes(&app).await, (200, 200), "healthy again");
     }
 }
