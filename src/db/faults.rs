@@ -72,7 +72,8 @@ impl StorageFaults {
     /// Whether a connection opened `age` ago may have been spoiled by a fault: one is going on,
     /// or the connection is older than the end of the last one. SQLite opens a file it cannot
     /// write read-only and keeps it so for the life of the connection: after a read-only folder
-    /// was made writable again, such connections failed 50-87 % of writes minutes later.
+    /// was made writable again, such connections failed 50-87 % of writes minutes later. The pool
+    /// closes spoiled connections when they are checked out or returned.
     pub fn spoils(&self, age: Duration) -> bool {
         let state = self.state();
         state.since.is_some() || state.ended.is_some_and(|ended| age > ended.elapsed())

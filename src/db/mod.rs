@@ -57,7 +57,7 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let faults = Arc::<StorageFaults>::default();
-        let released = faults.clone();
+        let (acquired, released) = (faults.clone(), faults.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(if backend == Backend::Sqlite { 1 } else { 0 })
@@ -68,6 +68,11 @@ impl Db {
             .test_before_acquire(false)
             .idle_timeout(Duration::from_secs(300))
             .max_lifetime(Duration::from_secs(1800))
+            .before_acquire(move |_conn, meta| {
+                // An idle connection may have been opened while storage was failing.
+                let keep = !acquired.spoils(meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
             .after_release(move |conn, meta| {
                 let spoiled = released.spoils(meta.age);
                 Box::pin(async move {

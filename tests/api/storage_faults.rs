@@ -213,33 +213,64 @@ mod sqlite_only {
         }
     }
 
-    /// Sets or clears the immutable attribute on `paths`.
-    fn immutable(paths: &[PathBuf], on: bool) {
-        let ok = Command::new("chattr")
-            .arg(if on { "+i" } else { "-i" })
-            .args(paths)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "this test uses chattr: run it as root (CI does)");
+    /// The database, its WAL and their folder. Not the `-shm` file: SQLite maps it into memory,
+    /// and a write through a mapping of an immutable file is a SIGBUS (a chmod, the real-world
+    /// fault, leaves mappings writable).
+    fn store_files(store: &Path) -> Vec<PathBuf> {
+        ["test.db", "test.db-wal", ""]
+            .iter()
+            .map(|f| store.join(f))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// Sets or clears the immutable attribute on the store (what exists of it now: the WAL goes
+    /// when the last connection closes, maybe between listing and `chattr`, hence the retries).
+    fn immutable(store: &Path, on: bool) {
+        let mut error = String::new();
+        for _ in 0..5 {
+            let out = Command::new("chattr")
+                .arg(if on { "+i" } else { "-i" })
+                .args(store_files(store))
+                .output()
+                .expect("chattr (e2fsprogs)");
+            if out.status.success() {
+                return;
+            }
+            error = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        panic!("chattr (run this test as root, as CI does): {error}");
     }
 
     /// Clears the immutable attribute even when the test fails, so the folder can be removed.
-    struct Writable(Vec<PathBuf>);
+    struct Writable(PathBuf);
 
     impl Drop for Writable {
         fn drop(&mut self) {
-            let _ = Command::new("chattr").arg("-i").args(&self.0).status();
+            let _ = Command::new("chattr")
+                .arg("-i")
+                .args(store_files(&self.0))
+                .status();
         }
     }
 
     /// An app on SQLite whose database lives in `<tmp>/store` (what the test breaks).
     async fn app_with_store(prepare: impl FnOnce(&Path)) -> (TestApp, PathBuf) {
+        app_with_store_and(prepare, &[]).await
+    }
+
+    /// [`app_with_store`] with extra variables.
+    async fn app_with_store_and(
+        prepare: impl FnOnce(&Path),
+        extra: &[(&str, &str)],
+    ) -> (TestApp, PathBuf) {
         let mut db = TestDb::create(Backend::Sqlite).await;
         let store = db.dir().join("store");
         prepare(&store);
         db.url = format!("sqlite://{}/test.db", store.display());
         let mut vars = base_vars(&db);
         vars.insert("HEALTH_CACHE_MS".into(), "0".into());
+        vars.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
         let app = TestApp::start(Backend::Sqlite, db, config_from(&vars)).await;
         (app, store)
     }
@@ -295,20 +326,59 @@ mod sqlite_only {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite_mail_sent_while_the_data_folder_flips_read_only_is_delivered_once_each() {
+        let fast = [
+            ("MAIL_MAX_ATTEMPTS", "1000"),
+            ("MAIL_RETRY_BASE_MS", "10"),
+            ("MAIL_POLL_INTERVAL_MS", "20"),
+            ("JOBS_LEASE_SECONDS", "1"),
+        ];
+        let (app, store) = app_with_store_and(|_| {}, &fast).await;
+        let _guard = Writable(store.clone());
+        // Messages are queued, then the folder turns read-only while they are being delivered
+        // (their "sent" update fails), then writable again, 30 times.
+        let mut queued = 0;
+        for round in 0..30 {
+            let to: Vec<String> = (0..4)
+                .map(|i| format!("r{round}m{i}@example.test"))
+                .collect();
+            let emails: Vec<_> = to.iter().map(|t| verify(t, "tok")).collect();
+            let queue = async {
+                let mut tx = app.state.db.pool().begin().await?;
+                for email in &emails {
+                    autorisen::mail::enqueue(&mut tx, email).await?;
+                }
+                tx.commit().await
+            };
+            if queue.await.is_ok() {
+                queued += emails.len();
+                app.state.mail.wake();
+            }
+            tokio::time::sleep(Duration::from_micros(500 + (round % 7) * 700)).await;
+            immutable(&store, true);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            immutable(&store, false);
+        }
+
+        let rows = crate::mail::settled(app.state.db.pool()).await;
+        assert!(rows.iter().all(|r| r.status == "sent"), "{rows:?}");
+        assert_eq!(rows.len(), queued);
+        tokio::time::sleep(Duration::from_millis(500)).await; // a late re-delivery would show
+        assert_eq!(
+            mail_files(&app.mail_dir()),
+            queued,
+            "one delivery per message"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_sqlite_a_read_only_data_folder_answers_503_and_every_write_works_once_it_is_writable(
     ) {
         let (app, store) = app_with_store(|_| {}).await;
         assert_eq!(register(&app).await.status(), 201, "writes work at first");
-        // Not the `-shm` file: SQLite maps it into memory, and a write through a mapping of an
-        // immutable file is a SIGBUS (a chmod, the real-world fault, leaves mappings writable).
-        let files: Vec<PathBuf> = ["test.db", "test.db-wal", ""]
-            .iter()
-            .map(|f| store.join(f))
-            .filter(|p| p.exists())
-            .collect();
-        let _guard = Writable(files.clone());
+        let _guard = Writable(store.clone());
 
-        immutable(&files, true);
+        immutable(&store, true);
         for _ in 0..8 {
             assert_storage_503(register(&app).await).await;
         }
@@ -318,7 +388,7 @@ mod sqlite_only {
             "unhealthy while writes fail"
         );
 
-        immutable(&files, false);
+        immutable(&store, false);
         assert!(
             writes_work_again(&app, Duration::from_secs(10)).await,
             "writes work again once the folder is writable, without a restart"
