@@ -3,7 +3,10 @@
 //! asks this signal too, and a write probe clears it once writes work again.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -14,6 +17,9 @@ pub struct StorageFault;
 /// The last storage fault seen and not yet cleared by a successful write probe.
 #[derive(Debug, Default)]
 pub struct StorageFaults {
+    /// Whether a fault was ever recorded: until then the pool's checks on every checkout and
+    /// return take no lock.
+    ever: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -38,6 +44,7 @@ impl StorageFaults {
         if state.since.is_none() {
             tracing::error!("database writes are failing on storage; health reports unhealthy");
             state.since = Some(Instant::now());
+            self.ever.store(true, Ordering::Release);
         }
     }
 
@@ -55,7 +62,7 @@ impl StorageFaults {
 
     /// Whether a storage fault was seen and no write has succeeded since.
     pub fn is_failing(&self) -> bool {
-        self.state().since.is_some()
+        self.ever.load(Ordering::Acquire) && self.state().since.is_some()
     }
 
     /// Whether a fault is going on and no background probe was due within `every`; if so, one
@@ -75,6 +82,9 @@ impl StorageFaults {
     /// was made writable again, such connections failed 50-87 % of writes minutes later. The pool
     /// closes spoiled connections when they are checked out or returned.
     pub fn spoils(&self, age: Duration) -> bool {
+        if !self.ever.load(Ordering::Acquire) {
+            return false;
+        }
         let state = self.state();
         state.since.is_some() || state.ended.is_some_and(|ended| age > ended.elapsed())
     }
