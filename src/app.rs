@@ -3,7 +3,7 @@
 
 use std::{future::Future, sync::Arc, time::Instant};
 
-use axum::Router;
+use axum::{middleware::map_response_with_state, Router};
 use chrono::Utc;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
@@ -224,7 +224,12 @@ fn router(state: AppState, web: Option<Arc<web::WebDist>>) -> Router {
                 .fallback(web::fallback)
                 .with_state(web::Site::new(web, reserved_paths(&state))),
         );
-    layers::apply(app, &state.config, &state.edge)
+    // Outside the shared stack, which wraps the fallback service once: a storage fault noted on
+    // a response tells health that writes are failing.
+    layers::apply(app, &state.config, &state.edge).layer(map_response_with_state(
+        state.db.clone(),
+        crate::http::middleware::note_storage_faults,
+    ))
 }
 
 /// Paths the web app never answers for: the API, and every exempt path (probes, docs).

@@ -91,6 +91,9 @@ pub enum AppError {
     /// 503: a dependency (the database, Redis) is unavailable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 503: the database cannot store anything (full disk, read-only file, I/O error).
+    #[error("storage unavailable: {0}")]
+    Storage(String),
     /// 500: a bug or an unexpected failure; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -114,7 +117,7 @@ impl AppError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +141,7 @@ impl AppError {
             Self::Unavailable(_) => {
                 "A service this request needs is unavailable; retry shortly.".into()
             }
+            Self::Storage(_) => "The service cannot store data right now; retry shortly.".into(),
             Self::Internal(_) => {
                 "An unexpected error occurred; quote the request id when reporting it.".into()
             }
@@ -155,14 +159,18 @@ impl IntoResponse for AppError {
             Self::Unavailable(e) => {
                 tracing::warn!(error = %e, "request failed: dependency unavailable")
             }
+            Self::Storage(e) => {
+                tracing::error!(error = %e, "request failed: the database cannot store data")
+            }
             _ => {}
         }
         let detail = self.detail();
         let retry_after = match &self {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
-            Self::Unavailable(_) => Some(5),
+            Self::Unavailable(_) | Self::Storage(_) => Some(5),
             _ => None,
         };
+        let storage_fault = matches!(self, Self::Storage(_));
         let errors = match self {
             Self::Validation(errors) => Some(errors),
             _ => None,
@@ -172,6 +180,10 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if storage_fault {
+            // Read by the HTTP layer, which tells health that writes are failing.
+            response.extensions_mut().insert(crate::db::StorageFault);
         }
         response
     }
@@ -237,10 +249,11 @@ pub fn default_detail(status: StatusCode) -> &'static str {
     }
 }
 
-/// Maps a database error to the HTTP edge: unique violations are 409, an unreachable database is
-/// 503, anything else is an internal error.
+/// Maps a database error to the HTTP edge: unique violations are 409, an unreachable database or
+/// one that cannot store (full disk, read-only) is 503, anything else is an internal error.
 pub fn classify_error(e: sqlx::Error) -> AppError {
     match &e {
+        _ if crate::db::is_storage_fault(&e) => AppError::Storage(e.to_string()),
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             AppError::Conflict("A record with these values already exists.".into())
         }

@@ -4,15 +4,18 @@
 //! binds only portable types (`i64`, `String`, `bool`, bytes). Ids are UUID text and timestamps
 //! are Unix microseconds (`BIGINT`, UTC), converted in Rust by [`types`].
 
+pub mod faults;
 pub mod migrate;
 pub mod types;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
-    AnyPool, Executor,
+    AnyPool, Connection, Executor,
 };
+
+pub use faults::{is_storage_fault, StorageFault, StorageFaults};
 
 /// The backend behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -40,6 +43,7 @@ impl Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    faults: Arc<StorageFaults>,
 }
 
 impl Db {
@@ -52,6 +56,8 @@ impl Db {
             Backend::Postgres => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let faults = Arc::<StorageFaults>::default();
+        let (acquired, released) = (faults.clone(), faults.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(if backend == Backend::Sqlite { 1 } else { 0 })
@@ -62,6 +68,20 @@ impl Db {
             .test_before_acquire(false)
             .idle_timeout(Duration::from_secs(300))
             .max_lifetime(Duration::from_secs(1800))
+            .before_acquire(move |_conn, meta| {
+                // An idle connection may have been opened while storage was failing.
+                let keep = !acquired.spoils(meta.age);
+                Box::pin(async move { Ok(keep) })
+            })
+            .after_release(move |conn, meta| {
+                let spoiled = released.spoils(meta.age);
+                Box::pin(async move {
+                    if spoiled {
+                        return Ok(false);
+                    }
+                    keep_unless_in_transaction(conn, backend).await
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -80,7 +100,11 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            faults,
+        })
     }
 
     /// The pool, for queries.
@@ -114,10 +138,76 @@ impl Db {
         }
     }
 
+    /// Whether writes are failing on storage (full disk, read-only file, I/O error).
+    pub fn faults(&self) -> &StorageFaults {
+        &self.faults
+    }
+
+    /// Records `e` in [`Db::faults`] when it is a storage fault; returns it unchanged.
+    pub fn note(&self, e: sqlx::Error) -> sqlx::Error {
+        if is_storage_fault(&e) {
+            self.faults.record();
+        }
+        e
+    }
+
+    /// Writes and commits a row that needs fresh pages (`storage_probe`), within `timeout`: the
+    /// check that tells whether writes work again after a storage fault. Clears the fault on
+    /// success.
+    pub async fn probe_write(&self, timeout: Duration) -> Result<(), String> {
+        let write = async {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "INSERT INTO storage_probe (id, written_at, filler) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, \
+                 filler = excluded.filler",
+            )
+            .bind(types::now_micros())
+            .bind(vec![0x5a_u8; PROBE_BYTES])
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(Ok(())) => {
+                self.faults.clear();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.note(e).to_string()),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+
     /// Closes every connection (at shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The size of the probe's row: several pages, so that a full disk refuses it.
+const PROBE_BYTES: usize = 32 * 1024;
+
+/// Keeps a returned connection only if no transaction is open on it (and, checked before, no
+/// storage fault may have spoiled it: [`StorageFaults::spoils`]). When SQLite ends a
+/// transaction by itself (it rolls back on SQLITE_FULL or SQLITE_IOERR), sqlx's own ROLLBACK
+/// then fails and its transaction depth stays at 1: every later `BEGIN` on that connection
+/// failed with "attempted to call begin_with at non-zero transaction depth", so four such errors
+/// took every connection of a four-connection pool until a restart. Such a connection is closed
+/// instead, and the pool opens a fresh one.
+async fn keep_unless_in_transaction(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<bool, sqlx::Error> {
+    if conn.is_in_transaction() && backend == Backend::Sqlite {
+        // SQLite runs the rollback queued by a dropped transaction on its worker thread; a
+        // ping queued behind it returns once it ran (PostgreSQL counts it at once).
+        conn.ping().await?;
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("a connection came back with a transaction open; it is closed");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Adds `mode=rwc` so the file is created, and creates its folder.
@@ -143,8 +233,11 @@ fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
 /// Error codes that mean "try again later", not "bug": SQLite BUSY (5) and LOCKED (6);
 /// PostgreSQL connection exceptions (class 08), insufficient resources such as
 /// too_many_connections (class 53), and operator intervention such as a server shutting down or
-/// starting up (class 57P).
+/// starting up (class 57P); and storage faults ([`faults::is_storage_code`]).
 pub fn is_unavailable_code(code: &str) -> bool {
+    if faults::is_storage_code(code) {
+        return true;
+    }
     // SQLite reports extended codes (517 is BUSY_SNAPSHOT): the primary code is the low byte.
     // PostgreSQL SQLSTATEs are always five characters, so the two never collide.
     if code.len() < 5 {

@@ -24,6 +24,7 @@ use tower::{Layer, Service};
 use tracing::{field::Empty, Instrument};
 
 use crate::{
+    db::{Db, StorageFault},
     edge::{policy::RouteClass, Edge},
     error::{default_detail, problem_response},
 };
@@ -302,6 +303,15 @@ where
             Ok(response)
         })
     }
+}
+
+/// Tells the database's fault signal that a response failed on storage (a full disk, a
+/// read-only file), so that health reports the service unhealthy until writes work again.
+pub async fn note_storage_faults(State(db): State<Db>, response: Response) -> Response {
+    if response.extensions().get::<StorageFault>().is_some() {
+        db.faults().record();
+    }
+    response
 }
 
 /// Turns any error response without a document of its own (a 405 from the router, a 408 or

@@ -125,7 +125,10 @@ async fn finish(jobs: &Jobs, claimed: &Claimed, token: &str, max: i64, outcome: 
     match store::record(jobs.db().pool(), &claimed.id, token, max, &outcome).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!("job claim lost before its outcome was recorded"),
-        Err(e) => tracing::error!(error = %e, "cannot record the job's outcome; it runs again"),
+        Err(e) => {
+            let e = jobs.db().note(e);
+            tracing::error!(error = %e, "cannot record the job's outcome; it runs again")
+        }
     }
 }
 

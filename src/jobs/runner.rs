@@ -18,6 +18,11 @@ use super::{
 };
 use crate::db::types::{new_id, now_micros};
 
+/// How often the runner tries a probe write while writes fail on storage.
+const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long that probe may take.
+const STORAGE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A running runner; [`Runner::stop`] it at shutdown. Dropping it aborts the runner and the jobs
 /// in hand (their leases expire and another runner takes them over).
 #[derive(Debug)]
@@ -110,7 +115,9 @@ impl Loop {
             if now >= self.next_schedule_check {
                 self.tick_schedules().await;
             }
+            self.probe_storage().await;
             if let Err(e) = self.fill(&mut tasks, &stopped).await {
+                let e = self.jobs.db().note(e);
                 tracing::warn!(error = %e, "job runner cannot claim jobs; will retry");
             }
             let wait = self.wait(now_micros());
@@ -125,6 +132,18 @@ impl Loop {
             self.note(done);
         }
         tracing::info!(instance = %self.options.instance_id, "job runner stopped");
+    }
+
+    /// While writes fail on storage, tries a probe write every few seconds, so that the fault
+    /// is cleared (and pooled connections are reused again) even when nothing calls the health
+    /// check.
+    async fn probe_storage(&self) {
+        let db = self.jobs.db();
+        if db.faults().probe_due(STORAGE_PROBE_EVERY) {
+            if let Err(e) = db.probe_write(STORAGE_PROBE_TIMEOUT).await {
+                tracing::debug!(error = %e, "database writes still fail");
+            }
+        }
     }
 
     /// Claims due jobs until every slot is busy or none is left, and starts them.

@@ -3,6 +3,11 @@
 //! Delivery is at least once per attempt and exactly once in practice: the runner leases the job
 //! (renewing the lease while a send is in progress), so a second instance only takes a message
 //! over when the first one died. A queued message survives any crash and is sent later.
+//!
+//! A delivery is remembered in memory before the outbox is told (`Mailer::delivered`), so when
+//! the database refuses the `sent` update (a full disk, a read-only file) the retries of that
+//! job only retry the update: a message is delivered again only if the process also restarts
+//! before the update succeeds (once per restart, and never beyond `MAIL_MAX_ATTEMPTS`).
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -68,6 +73,13 @@ impl Handler for SendMail {
                 .failed
                 .fetch_add(1, Ordering::Relaxed);
             tracing::error!(id, "mail failed for good: its last attempt never finished");
+            if self.mailer.is_delivered_unrecorded(&id) {
+                // Delivered; only recording it kept failing. Never call it failed.
+                if let Err(e) = self.record_sent(&id).await {
+                    tracing::warn!(id, error = ?e, "cannot mark the delivered mail sent");
+                }
+                return;
+            }
             let error = "attempts exhausted";
             if let Err(e) = store::mark_failed(self.db.pool(), &id, error).await {
                 tracing::warn!(id, error = %e, "cannot mark the mail failed");
@@ -79,7 +91,13 @@ impl Handler for SendMail {
 impl SendMail {
     async fn deliver(&self, job: JobContext) -> Result<(), JobError> {
         let Payload { outbox_id: id } = job.payload_as()?;
+        if self.mailer.is_delivered_unrecorded(&id) {
+            // An earlier attempt in this process delivered it and could not record that (the
+            // database refused the write): record it now, never deliver it again.
+            return self.record_sent(&id).await;
+        }
         let pool = self.db.pool();
+        let outbox_error = |e: sqlx::Error| self.outbox_error(e);
         let Some(delivery) = store::start(pool, &id).await.map_err(outbox_error)? else {
             return match store::status(pool, &id)
                 .await
@@ -98,11 +116,10 @@ impl SendMail {
         let (attempts, template) = (delivery.attempts, delivery.template.as_str());
         match self.send(&id, &delivery).await {
             Ok(()) => {
+                self.mailer.delivered(&id);
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(id, template, attempts, "mail sent");
-                store::mark_sent(pool, &id, now_micros())
-                    .await
-                    .map_err(outbox_error)
+                self.record_sent(&id).await
             }
             Err(MailError::Transient(e)) if !job.is_last_attempt() => {
                 counters.retried.fetch_add(1, Ordering::Relaxed);
@@ -123,6 +140,22 @@ impl SendMail {
                 Err(JobError::Permanent(e))
             }
         }
+    }
+
+    /// Marks a delivered message sent; while that fails, the job is retried and only retries
+    /// this update.
+    async fn record_sent(&self, id: &str) -> Result<(), JobError> {
+        store::mark_sent(self.db.pool(), id, now_micros())
+            .await
+            .map_err(|e| self.outbox_error(e))?;
+        self.mailer.recorded(id);
+        Ok(())
+    }
+
+    /// The outbox could not be read or written: the attempt is retried (and a storage fault is
+    /// noted for health).
+    fn outbox_error(&self, e: sqlx::Error) -> JobError {
+        JobError::Retryable(format!("mail outbox: {}", self.db.note(e)))
     }
 
     async fn send(&self, id: &str, delivery: &Delivery) -> Result<(), MailError> {
@@ -147,11 +180,6 @@ impl SendMail {
                 )))
             })
     }
-}
-
-/// The outbox could not be read or written: the attempt is retried.
-fn outbox_error(e: sqlx::Error) -> JobError {
-    JobError::Retryable(format!("mail outbox: {e}"))
 }
 
 fn truncate(s: &str) -> String {

@@ -1,8 +1,11 @@
 //! The handle kept in `AppState`: the transport, the runner's wake-up call and the counters.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use super::transport::MailTransport;
@@ -34,6 +37,9 @@ struct Shared {
     transport: Arc<dyn MailTransport>,
     wakeup: Wakeup,
     counters: Counters,
+    /// Outbox ids the transport accepted but the outbox does not say `sent` yet (the update
+    /// failed): a later attempt records the delivery instead of sending again.
+    unrecorded: Mutex<HashSet<String>>,
 }
 
 /// Access to outgoing mail. Cheap to clone.
@@ -56,6 +62,7 @@ impl Mailer {
             transport,
             wakeup,
             counters: Counters::default(),
+            unrecorded: Mutex::default(),
         }))
     }
 
@@ -91,5 +98,24 @@ impl Mailer {
 
     pub(super) fn counters(&self) -> &Counters {
         &self.0.counters
+    }
+
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.unrecorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers that message `id` was delivered, before the outbox records it.
+    pub(super) fn delivered(&self, id: &str) {
+        self.unrecorded().insert(id.to_owned());
+    }
+
+    /// Whether message `id` was delivered by this process and not yet recorded as sent.
+    pub(super) fn is_delivered_unrecorded(&self, id: &str) -> bool {
+        self.unrecorded().contains(id)
+    }
+
+    /// The outbox now records message `id` as sent.
+    pub(super) fn recorded(&self, id: &str) {
+        self.unrecorded().remove(id);
     }
 }

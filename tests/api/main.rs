@@ -28,4 +28,5 @@ mod rate_limits;
 mod schema;
 mod sessions;
 mod shutdown;
+mod storage_faults;
 mod web;

@@ -36,10 +36,10 @@ async fn alive() -> Json<Ok> {
     Json(Ok { status: "ok" })
 }
 
-/// Readiness: the database answers within one second.
+/// Readiness: the database answers within one second and takes writes.
 #[utoipa::path(get, path = "/ready", tag = "health", responses(
     (status = 200, description = "Ready for traffic", body = Ok),
-    (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json")))]
+    (status = 503, description = "The database does not answer or refuses writes", body = Problem, content_type = "application/problem+json")))]
 async fn ready(State(state): State<AppState>) -> Result<Json<Ok>, crate::error::AppError> {
     let health = state.get::<HealthCache>().health(&state).await;
     if health
@@ -58,7 +58,7 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Ok>, crate::error::
 /// Health of the service and each dependency.
 #[utoipa::path(get, path = "/api/health", tag = "health", responses(
     (status = 200, description = "Healthy or degraded", body = Health),
-    (status = 503, description = "Unhealthy: the database does not answer", body = Health)))]
+    (status = 503, description = "Unhealthy: the database does not answer or refuses writes", body = Health)))]
 async fn api_health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let health = state.get::<HealthCache>().health(&state).await;
     let code = if health.status == Verdict::Unhealthy {

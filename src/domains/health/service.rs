@@ -33,9 +33,25 @@ fn round_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
+/// The database answers a read and, after a storage fault (a write refused by a full disk or
+/// a read-only file), accepts a probe write again: until then it counts as down, so `/ready`
+/// and `/api/health` do not call a database healthy while its writes fail.
+async fn database(state: &AppState) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
+    state.db.ping(CHECK_TIMEOUT).await?;
+    if state.db.faults().is_failing() {
+        state
+            .db
+            .probe_write(CHECK_TIMEOUT)
+            .await
+            .map_err(|e| format!("writes are failing: {e}"))?;
+    }
+    Ok(started.elapsed())
+}
+
 /// Checks every dependency concurrently and gives the verdict.
 pub async fn health(state: &AppState) -> Health {
-    let database = state.db.ping(CHECK_TIMEOUT);
+    let database = database(state);
     let redis = async {
         match &state.kv {
             Some(kv) => Some(kv.ping(CHECK_TIMEOUT).await),
