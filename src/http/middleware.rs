@@ -15,7 +15,7 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, MatchedPath, Request},
+    extract::{ConnectInfo, MatchedPath, Request, State},
     http::{header, HeaderName, HeaderValue},
     response::{IntoResponse, Response},
 };
