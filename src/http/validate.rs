@@ -252,6 +252,33 @@ pub fn url(value: &str) -> Result<String, String> {
     rules::URL.check(value)
 }
 
+/// An id from a path: ids are UUIDs, so anything else names nothing (404 with `not_found`)
+/// and never reaches the database (PostgreSQL refuses some bytes, such as NUL, in text).
+pub fn known_id(id: &str, not_found: &str) -> Result<(), AppError> {
+    match uuid::Uuid::try_parse(id) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(AppError::NotFound(not_found.to_owned())),
+    }
+}
+
+/// One line of at most 254 characters, for search and filter values that reach the database.
+pub const FILTER: Text = Text::new(Kind::Line, 0, 254);
+
+/// Checks optional filter values with [`FILTER`]: one 422 naming every invalid one.
+pub fn filters(values: &[(&str, Option<&str>)]) -> Result<(), AppError> {
+    let mut v = Validator::new();
+    for (field, value) in values {
+        if let Some(Err(e)) = value.map(|value| FILTER.check(value)) {
+            v.error(field, e);
+        }
+    }
+    v.finish()
+}
+
+crate::text_schema! {
+    filter_schema => FILTER, false;
+}
+
 /// Collects field errors while a request is validated.
 #[derive(Debug, Default)]
 pub struct Validator {

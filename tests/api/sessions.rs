@@ -372,14 +372,28 @@ async fn an_id_with_a_nul_character_is_a_client_error_not_a_500(backend: Backend
         .send()
         .await
         .unwrap();
-    let status = res.status().as_u16();
-    assert!(status == 400 || status == 404, "{status}");
-    assert_problem(res, status).await;
+    // Ids are UUIDs: anything else names nothing, and never reaches the database.
+    assert_problem(res, 404).await;
     let admin = app.admin_token().await;
-    let res = authed(&app, Method::GET, "/api/admin/users?q=a%00b", &admin)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    assert!(status == 200 || status == 400, "{status}");
+    // Regression (schemathesis on PostgreSQL): a NUL in a filter was an undocumented 400.
+    for path in [
+        "/api/admin/users?q=a%00b",
+        "/api/admin/audit?action=a%00b",
+        "/api/admin/users/a%00b",
+    ] {
+        let res = authed(&app, Method::GET, path, &admin)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        assert!(status == 422 || status == 404, "{path}: {status}");
+        assert_problem(res, status).await;
+    }
+    let res = app
+        .post_json(
+            "/api/auth/login",
+            &serde_json::json!({"email": "a\u{0}b@example.com", "password": "x"}),
+        )
+        .await;
+    assert_problem(res, 422).await;
 }

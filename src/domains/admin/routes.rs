@@ -10,7 +10,12 @@ use crate::{
     domains::audit::{types::AuditEntry, RequestMeta},
     domains::auth::extract::AdminUser,
     error::{AppError, Problem},
-    http::{json::AppJson, pagination::Page, query::AppQuery},
+    http::{
+        json::AppJson,
+        pagination::Page,
+        query::AppQuery,
+        validate::{filters, known_id},
+    },
     state::AppState,
 };
 
@@ -18,6 +23,8 @@ use super::{
     service,
     types::{AdminUserPatch, AdminUserView, AuditQuery, UserQuery},
 };
+
+const NO_USER: &str = "No such user.";
 
 /// The routes of this domain.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -38,11 +45,12 @@ async fn list_users(
     _admin: AdminUser,
     AppQuery(q): AppQuery<UserQuery>,
 ) -> Result<AppJson<Page<AdminUserView>>, AppError> {
+    filters(&[("q", q.q.as_deref())])?;
     Ok(AppJson(service::list_users(&state, &q).await?))
 }
 
 /// One user.
-#[utoipa::path(get, path = "/api/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])), params(("id" = String, Path, description = "User id")), responses(
+#[utoipa::path(get, path = "/api/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "User id")), responses(
     (status = 200, description = "The user", body = AdminUserView),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
@@ -52,11 +60,12 @@ async fn get_user(
     _admin: AdminUser,
     Path(id): Path<String>,
 ) -> Result<AppJson<AdminUserView>, AppError> {
+    known_id(&id, NO_USER)?;
     Ok(AppJson(service::get_user(&state, &id).await?))
 }
 
 /// Changes a user's role or status; their access tokens stop working at once.
-#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])), params(("id" = String, Path, description = "User id")), request_body = AdminUserPatch, responses(
+#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "User id")), request_body = AdminUserPatch, responses(
     (status = 200, description = "The updated user", body = AdminUserView),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
@@ -70,13 +79,14 @@ async fn patch_user(
     Path(id): Path<String>,
     AppJson(patch): AppJson<AdminUserPatch>,
 ) -> Result<AppJson<AdminUserView>, AppError> {
+    known_id(&id, NO_USER)?;
     Ok(AppJson(
         service::patch_user(&state, &meta, &admin.user, &id, patch).await?,
     ))
 }
 
 /// Ends every session of a user.
-#[utoipa::path(post, path = "/api/admin/users/{id}/revoke-sessions", tag = "admin", security(("bearerAuth" = [])), params(("id" = String, Path, description = "User id")), responses(
+#[utoipa::path(post, path = "/api/admin/users/{id}/revoke-sessions", tag = "admin", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "User id")), responses(
     (status = 204, description = "Every session ended"),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
@@ -87,6 +97,7 @@ async fn revoke_sessions(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
+    known_id(&id, NO_USER)?;
     service::revoke_sessions(&state, &meta, &admin.user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -101,5 +112,10 @@ async fn audit(
     _admin: AdminUser,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<AppJson<Page<AuditEntry>>, AppError> {
+    filters(&[
+        ("actor", q.actor.as_deref()),
+        ("action", q.action.as_deref()),
+        ("target", q.target.as_deref()),
+    ])?;
     Ok(AppJson(service::audit(&state, q).await?))
 }

@@ -17,6 +17,7 @@ pub struct UserQuery {
     /// Only this role.
     pub role: Option<Role>,
     /// Text in email, first or last name (case-insensitive).
+    #[param(schema_with = crate::http::validate::filter_schema)]
     pub q: Option<String>,
     /// Only active (true) or inactive (false) accounts.
     pub active: Option<bool>,
@@ -100,10 +101,13 @@ pub struct AdminUserPatch {
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events by this user id.
+    #[param(schema_with = crate::http::validate::filter_schema)]
     pub actor: Option<String>,
     /// Only this action.
+    #[param(schema_with = crate::http::validate::filter_schema)]
     pub action: Option<String>,
     /// Only events about this user id.
+    #[param(schema_with = crate::http::validate::filter_schema)]
     pub target: Option<String>,
     /// From this time (RFC 3339, inclusive).
     pub from: Option<DateTime<Utc>>,

@@ -103,7 +103,7 @@ async fn list_sessions(
 }
 
 /// Ends one of the user's sessions.
-#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "auth", security(("bearerAuth" = [])), params(("id" = String, Path, description = "Session id")), responses(
+#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "auth", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "Session id")), responses(
     (status = 204, description = "Ended"),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "No such session of this user", body = Problem, content_type = "application/problem+json")))]
@@ -113,6 +113,7 @@ async fn delete_session(
     me: AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
+    crate::http::validate::known_id(&id, "No such session.")?;
     account::delete_session(&state, &meta, &me.user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

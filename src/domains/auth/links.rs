@@ -192,6 +192,7 @@ pub async fn request_reset(
     meta: &RequestMeta,
     email: &str,
 ) -> Result<(), AppError> {
+    crate::http::validate::filters(&[("email", Some(email))])?;
     super::budget::spend(state, email).await?;
     let payload = serde_json::json!({
         "email": email,

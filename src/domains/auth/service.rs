@@ -204,6 +204,7 @@ pub async fn login(
     email: &str,
     password_: &str,
 ) -> Result<(LoginResponse, Option<String>), AppError> {
+    crate::http::validate::filters(&[("email", Some(email))])?;
     super::budget::spend(state, email).await?;
     // One guess is claimed before anything is checked, for known and unknown emails alike.
     let subject = lockout::password_subject(email);

@@ -158,7 +158,8 @@ impl ToSchema for RegisterRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// The login address.
+    /// The login address (any line of at most 254 characters: a wrong one is the same 401).
+    #[schema(schema_with = crate::http::validate::filter_schema)]
     pub email: String,
     /// The password.
     pub password: String,
@@ -267,7 +268,8 @@ pub struct Accepted {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
-    /// The account's address.
+    /// The account's address (any line of at most 254 characters: the answer is the same).
+    #[schema(schema_with = crate::http::validate::filter_schema)]
     pub email: String,
 }
 

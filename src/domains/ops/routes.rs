@@ -43,7 +43,7 @@ async fn list_jobs(
 }
 
 /// Queues a failed or dead job again, due now with fresh attempts.
-#[utoipa::path(post, path = "/api/admin/jobs/{id}/retry", tag = "admin", security(("bearerAuth" = [])), params(("id" = String, Path, description = "Job id")), responses(
+#[utoipa::path(post, path = "/api/admin/jobs/{id}/retry", tag = "admin", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "Job id")), responses(
     (status = 202, description = "Queued again", body = JobView),
     (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
     (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
@@ -54,6 +54,7 @@ async fn retry_job(
     _admin: AdminUser,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), AppError> {
+    crate::http::validate::known_id(&id, "No such job.")?;
     Ok((
         StatusCode::ACCEPTED,
         Json(service::retry(&state, &id).await?),
