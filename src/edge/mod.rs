@@ -70,14 +70,7 @@ impl Edge {
         let redis = kv
             .clone()
             .map(|kv| RedisLimiter::new(kv, &settings.redis_prefix, settings.redis_timeout));
-        let store = match kv {
-            Some(kv) => BanStore::Redis {
-                kv: Box::new(kv),
-                key: format!("{}bans", settings.redis_prefix),
-                ttl: settings.abuse.strike_memory,
-            },
-            None => BanStore::Db(db),
-        };
+        let store = BanStore::for_settings(settings, kv, db);
         Self(Arc::new(Inner {
             limiter: Limiter::new(settings.policies.clone(), redis, settings.fail_closed),
             bans: Bans::new(store, settings.abuse.clone()),

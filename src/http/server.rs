@@ -19,6 +19,8 @@ use std::{
 };
 
 use dashmap::DashMap;
+
+use crate::edge::limiter::client_network;
 use ipnet::IpNet;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -127,14 +129,6 @@ fn connection_capacity() -> usize {
         .max(1)
 }
 
-/// The address a per-peer cap counts: an IPv6 peer's /64, an IPv4 peer's address.
-fn peer_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-    }
-}
-
 /// The answer to a connection over a limit, written before it is closed.
 const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/problem+json\r\n\
@@ -194,7 +188,7 @@ pub async fn serve(
             .trusted_proxies
             .iter()
             .any(|net| net.contains(&peer.ip()));
-        let counted_peer = (!exempt).then(|| peer_key(peer.ip()));
+        let counted_peer = (!exempt).then(|| client_network(peer.ip()));
         let (counted, admitted) =
             census.admit(counted_peer, options.max_connections_per_ip, capacity);
         if !admitted {
