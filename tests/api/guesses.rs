@@ -21,6 +21,7 @@ on_both_backends!(
     an_mfa_step_token_works_once_and_not_after_a_password_change,
     a_flood_of_verification_requests_sends_one_email,
     reset_requests_send_at_most_the_recipients_budget_and_queue_work_for_unknown_emails_too,
+    concurrent_claims_from_clocks_up_to_two_seconds_apart_grant_exactly_the_budget,
 );
 
 /// How many wrong passwords of `user_id` were really checked (each leaves one audit event).
@@ -228,4 +229,34 @@ async fn reset_requests_send_at_most_the_recipients_budget_and_queue_work_for_un
     .unwrap()
     .get("n");
     assert_eq!(jobs, 1, "the same work is queued for an unknown email");
+}
+
+/// Regression: a budget row used to be created "already over" at its creator's clock, so a
+/// claim whose clock was behind counted in that stale window and the next claim restarted it,
+/// and CI once saw 11 passwords checked out of 300 concurrent logins. Claims from instances or
+/// queues whose clocks are up to 2 s apart still grant exactly the budget.
+async fn concurrent_claims_from_clocks_up_to_two_seconds_apart_grant_exactly_the_budget(
+    backend: Backend,
+) {
+    use autorisen::domains::auth::guards::claim_at;
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_MODE", "off")]).await;
+    let now = autorisen::db::types::now_micros();
+    for round in 0..20 {
+        let subject = format!("email:skew-{round}@example.com");
+        let granted = join_all((0..40).map(|i| {
+            let (state, subject) = (&app.state, subject.clone());
+            // Clocks from 2 s behind to 2 s ahead, interleaved.
+            let at = now + ((i * 7919) % 41 - 20) * 100_000;
+            async move {
+                let mut conn = state.db.pool().acquire().await.unwrap();
+                claim_at(&mut conn, at, &subject, "password", 10, 900_000_000, None)
+                    .await
+                    .unwrap()
+            }
+        }))
+        .await;
+        let mut numbers: Vec<i64> = granted.into_iter().flatten().collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=10).collect::<Vec<_>>(), "round {round}");
+    }
 }

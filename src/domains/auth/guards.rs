@@ -10,7 +10,7 @@ use crate::{db::types::now_micros, error::AppError, state::AppState};
 const HOUR_MICROS: i64 = 3600 * 1_000_000;
 
 /// Claims one use of a budget of `max` uses per `window` (µs), at least `gap` (µs) apart, for
-/// `subject` and `kind`, in one conditional UPDATE (atomic on both databases, across
+/// `subject` and `kind`, in one conditional upsert (atomic on both databases, across
 /// instances); returns the use's number in the window, or `None` while the budget is spent or
 /// the subject locked.
 pub async fn claim_in(
@@ -21,28 +21,36 @@ pub async fn claim_in(
     window: i64,
     gap: Option<i64>,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let now = now_micros();
-    // A new row starts with its window and gap already over.
-    sqlx::query(
-        "INSERT INTO auth_guards (subject, kind, claims, window_start, locked_until, updated_at) \
-         VALUES ($1, $2, 0, $3, NULL, $4) ON CONFLICT (subject, kind) DO NOTHING",
-    )
-    .bind(subject.to_owned())
-    .bind(kind.to_owned())
-    .bind(now - window - 1)
-    .bind(now - gap.unwrap_or(0) - 1)
-    .execute(&mut *conn)
-    .await?;
-    // A window that has passed starts again at one use.
+    claim_at(conn, now_micros(), subject, kind, max, window, gap).await
+}
+
+/// [`claim_in`] at the instant `now` (µs) of the caller's clock, which may be a little behind
+/// or ahead of the clocks of other claims (other instances, or a claim delayed in a queue).
+pub async fn claim_at(
+    conn: &mut AnyConnection,
+    now: i64,
+    subject: &str,
+    kind: &str,
+    max: i64,
+    window: i64,
+    gap: Option<i64>,
+) -> Result<Option<i64>, sqlx::Error> {
+    // One statement: a new subject's row is made with this first use in it; an existing row
+    // is locked and its conditions checked on its latest version (an upsert is atomic on both
+    // databases). A row made "already over" at one claim's clock and then counted by a claim
+    // whose clock was behind lost that count, so the first use is never a separate step.
     let granted = sqlx::query(
-        "UPDATE auth_guards SET \
-           claims = CASE WHEN window_start <= $3 THEN 1 ELSE claims + 1 END, \
-           window_start = CASE WHEN window_start <= $3 THEN $4 ELSE window_start END, \
+        "INSERT INTO auth_guards (subject, kind, claims, window_start, locked_until, updated_at) \
+         VALUES ($1, $2, 1, $4, NULL, $4) \
+         ON CONFLICT (subject, kind) DO UPDATE SET \
+           claims = CASE WHEN auth_guards.window_start <= $3 THEN 1 \
+                         ELSE auth_guards.claims + 1 END, \
+           window_start = CASE WHEN auth_guards.window_start <= $3 THEN $4 \
+                               ELSE auth_guards.window_start END, \
            updated_at = $4 \
-         WHERE subject = $1 AND kind = $2 \
-           AND (locked_until IS NULL OR locked_until <= $4) \
-           AND (claims < $5 OR window_start <= $3) \
-           AND updated_at <= $6 \
+         WHERE (auth_guards.locked_until IS NULL OR auth_guards.locked_until <= $4) \
+           AND (auth_guards.claims < $5 OR auth_guards.window_start <= $3) \
+           AND auth_guards.updated_at <= $6 \
          RETURNING claims",
     )
     .bind(subject.to_owned())
