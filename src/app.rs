@@ -147,6 +147,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let runner = Runner::spawn(&state.jobs, runner_options(&state.config));
+        state.db.spawn_watch();
         let conn = &state.config.edge.conn;
         let options = ConnOptions {
             header_read_timeout: conn.header_read_timeout,

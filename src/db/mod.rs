@@ -7,6 +7,7 @@
 pub mod faults;
 pub mod migrate;
 pub mod types;
+pub mod watch;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -16,6 +17,7 @@ use sqlx::{
 };
 
 pub use faults::{is_storage_fault, StorageFault, StorageFaults};
+pub use watch::{DbState, PoolWatch};
 
 /// The backend behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -44,6 +46,8 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     faults: Arc<StorageFaults>,
+    watch: Arc<PoolWatch>,
+    max_connections: u32,
 }
 
 impl Db {
@@ -104,6 +108,8 @@ impl Db {
             pool,
             backend,
             faults,
+            watch: Arc::default(),
+            max_connections,
         })
     }
 
@@ -141,6 +147,18 @@ impl Db {
     /// Whether writes are failing on storage (full disk, read-only file, I/O error).
     pub fn faults(&self) -> &StorageFaults {
         &self.faults
+    }
+
+    /// The pool's queueing delay and whether the database answers ([`watch`]).
+    pub fn watch(&self) -> &PoolWatch {
+        &self.watch
+    }
+
+    /// Starts the background sampler behind [`Db::watch`]; until then the watch reports no
+    /// queue and the database up.
+    pub fn spawn_watch(&self) {
+        self.watch
+            .spawn_sampler(self.pool.clone(), self.max_connections);
     }
 
     /// Records `e` in [`Db::faults`] when it is a storage fault; returns it unchanged.

@@ -26,6 +26,7 @@ use super::{
     conn::Full,
     headers,
     policy::{is_probe, RouteClass},
+    shed::{Reason, Shed},
     verdict::client_network,
     Admission, Edge,
 };
@@ -105,15 +106,13 @@ where
             .get::<ClientAddr>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0),
     );
+    // Shed before taking a place: a request the database cannot serve in time is answered now.
+    if let Err(reason) = edge.database_admits() {
+        return shed(&edge, reason);
+    }
     let _in_flight = match edge.conn.enter(ip) {
         Ok(permit) => permit,
-        Err(Full::Instance) => {
-            return headers::retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The service is at capacity; retry shortly.",
-                1,
-            )
-        }
+        Err(Full::Instance) => return shed(&edge, Reason::InstanceFull),
         Err(Full::Client) => {
             return headers::retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -162,6 +161,21 @@ where
 {
     let Ok(response) = inner.call(req).await;
     response.into_response()
+}
+
+/// The 503 of a shed request: counted and summarised by [`super::shed::ShedLog`], marked
+/// [`Shed`] so the access log does not write a line for each.
+fn shed(edge: &Edge, reason: Reason) -> Response {
+    edge.shed.note(reason);
+    let (detail, secs) = match reason {
+        Reason::InstanceFull | Reason::DatabaseQueue => {
+            ("The service is at capacity; retry shortly.", 1)
+        }
+        Reason::DatabaseDown => ("The database is unavailable; retry shortly.", 5),
+    };
+    let mut response = headers::retry_later(StatusCode::SERVICE_UNAVAILABLE, detail, secs);
+    response.extensions_mut().insert(Shed);
+    response
 }
 
 fn banned(secs: u64) -> Response {

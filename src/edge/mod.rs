@@ -13,6 +13,7 @@ mod limiter_redis;
 pub mod middleware;
 pub mod policy;
 pub mod settings;
+pub mod shed;
 pub mod stats;
 pub mod verdict;
 
@@ -20,7 +21,10 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use axum::response::Response;
 
-use crate::{db::Db, kv::Kv};
+use crate::{
+    db::{Db, DbState},
+    kv::Kv,
+};
 
 use self::{
     abuse::Abuse,
@@ -32,6 +36,7 @@ use self::{
     limiter_redis::RedisLimiter,
     policy::RouteTable,
     settings::EdgeSettings,
+    shed::{Reason, ShedLog},
 };
 
 /// The edge state of one instance. Cheap to clone.
@@ -47,6 +52,10 @@ pub struct Inner {
     abuse: Abuse,
     conn: Arc<ConnGuard>,
     routes: RouteTable,
+    /// Requests shed, by reason.
+    pub shed: ShedLog,
+    db: Db,
+    db_queue_target: Option<Duration>,
 }
 
 impl std::ops::Deref for Edge {
@@ -70,7 +79,7 @@ impl Edge {
         let redis = kv
             .clone()
             .map(|kv| RedisLimiter::new(kv, &settings.redis_prefix, settings.redis_timeout));
-        let store = BanStore::for_settings(settings, kv, db);
+        let store = BanStore::for_settings(settings, kv, db.clone());
         Self(Arc::new(Inner {
             limiter: Limiter::new(settings.policies.clone(), redis, settings.fail_closed),
             bans: Bans::new(store, settings.abuse.clone()),
@@ -80,7 +89,24 @@ impl Edge {
                 settings.conn.max_concurrent_per_ip,
             ),
             routes,
+            shed: ShedLog::default(),
+            db,
+            db_queue_target: settings.conn.db_queue_target,
         }))
+    }
+
+    /// Whether the database can take a new request: `Err` with the reason to shed it when the
+    /// database is down, or when a request arriving now would queue for a connection longer
+    /// than `DATABASE_QUEUE_TARGET_MS` (the pool's fair queue serves it only after everyone
+    /// already waiting, so admitting it would only make every answer later).
+    pub fn database_admits(&self) -> Result<(), Reason> {
+        match self.db.watch().state() {
+            DbState::Down => Err(Reason::DatabaseDown),
+            DbState::Queueing(wait) if self.db_queue_target.is_some_and(|t| wait > t) => {
+                Err(Reason::DatabaseQueue)
+            }
+            DbState::Queueing(_) => Ok(()),
+        }
     }
 
     /// Starts the upkeep task: reload shared bans every `sync_every`, forget idle state every
@@ -93,6 +119,7 @@ impl Edge {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
+                inner.shed.flush_if_due();
                 if let Err(e) = inner.bans.sync().await {
                     tracing::debug!(error = %e, "could not reload the shared ban list");
                 }

@@ -46,6 +46,9 @@ pub struct ConnLimits {
     /// `MAX_CONNECTIONS_PER_IP`: open connections one peer address (an IPv6 peer's /64) may
     /// hold; beyond it a connection gets a 503 and is closed. Trusted proxies are exempt.
     pub max_connections_per_ip: usize,
+    /// `DATABASE_QUEUE_TARGET_MS`: while a request arriving now would wait longer than this for
+    /// a database connection, requests are shed (503) instead of queued; `None` (0) turns it off.
+    pub db_queue_target: Option<Duration>,
 }
 
 /// Everything the edge protection reads from the environment.
@@ -108,6 +111,13 @@ impl EdgeSettings {
                 self.conn.max_connections_per_ip.to_string(),
             ),
             ("MAX_IN_FLIGHT", self.conn.max_in_flight.to_string()),
+            (
+                "DATABASE_QUEUE_TARGET_MS",
+                self.conn
+                    .db_queue_target
+                    .map_or(0, |t| t.as_millis())
+                    .to_string(),
+            ),
             ("MAX_HEADER_BYTES", self.conn.max_header_bytes.to_string()),
         ]);
         out
@@ -300,6 +310,12 @@ fn conn(r: &mut Reader<'_>) -> ConnLimits {
     let per_ip = r.parsed("MAX_CONCURRENT_PER_IP", 64usize, "a whole number", "64");
     let in_flight = r.parsed("MAX_IN_FLIGHT", 1024usize, "a whole number", "1024");
     let connections = r.parsed("MAX_CONNECTIONS_PER_IP", 256usize, "a whole number", "256");
+    let queue_ms = r.parsed(
+        "DATABASE_QUEUE_TARGET_MS",
+        100u64,
+        "a whole number of milliseconds (0 turns it off)",
+        "100",
+    );
     for (var, v) in [
         ("MAX_CONCURRENT_PER_IP", per_ip),
         ("MAX_IN_FLIGHT", in_flight),
@@ -315,5 +331,6 @@ fn conn(r: &mut Reader<'_>) -> ConnLimits {
         max_concurrent_per_ip: per_ip.max(1),
         max_in_flight: in_flight.max(1),
         max_connections_per_ip: connections.max(1),
+        db_queue_target: (queue_ms > 0).then(|| Duration::from_millis(queue_ms)),
     }
 }

@@ -16,7 +16,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{header, HeaderName, HeaderValue},
+    http::{header, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use futures::future::BoxFuture;
@@ -25,7 +25,7 @@ use tracing::{field::Empty, Instrument};
 
 use crate::{
     db::{Db, StorageFault},
-    edge::{policy::RouteClass, Edge},
+    edge::{policy::RouteClass, shed::Shed, Edge},
     error::{default_detail, problem_response},
 };
 
@@ -79,9 +79,11 @@ impl ResponseStamp {
     }
 }
 
-/// The route template a request matched, left on the response for the access log.
-#[derive(Debug, Clone)]
-pub struct RouteTemplate(pub MatchedPath);
+/// Where the route layer writes the route template a request matched, for the access log. A
+/// slot in the request rather than a mark on the response: a request that times out, or whose
+/// handler panics, has its response made by an outer layer, and its route must still be logged.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSlot(Arc<std::sync::OnceLock<MatchedPath>>);
 
 /// The outermost layer, one layer for what every response needs: client address, request id,
 /// span, access log line, problem bodies for layer-made errors, security and app headers.
@@ -141,6 +143,8 @@ where
         if let Some(client) = client {
             req.extensions_mut().insert(ClientAddr(client));
         }
+        let route = RouteSlot::default();
+        req.extensions_mut().insert(route.clone());
         let span = tracing::info_span!(
             "request",
             request_id = request_id.as_str(),
@@ -163,6 +167,7 @@ where
             .instrument(span.clone())
             .await;
             let finished = Finished {
+                route,
                 started,
                 request_id,
                 path,
@@ -177,6 +182,7 @@ where
 
 /// What the access log and the response headers need once the inner stack has answered.
 struct Finished {
+    route: RouteSlot,
     started: Instant,
     request_id: String,
     path: String,
@@ -200,8 +206,7 @@ impl Finished {
             self.path.starts_with("/api/"),
             &mut response,
         );
-        let route = response.extensions().get::<RouteTemplate>().cloned();
-        let route = route.as_ref().map_or("(unmatched)", |r| r.0.as_str());
+        let route = self.route.0.get().map_or("(unmatched)", |r| r.as_str());
         let status = response.status().as_u16();
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         // Strings are logged as `str` values, which the JSON writer takes as they are (a `%`
@@ -210,8 +215,11 @@ impl Finished {
         let (client, peer) = (Shown(self.client), Shown(self.peer));
         let path = self.path.as_str();
         span.in_scope(|| {
-            let quiet = ctx.edge.routes().class_of(path) == Some(RouteClass::Exempt);
-            if quiet && status < 500 {
+            // Exempt paths (probes, docs) and shed requests, which the edge counts and
+            // summarises itself (`edge::shed`), are logged at debug level only.
+            let exempt = ctx.edge.routes().class_of(path) == Some(RouteClass::Exempt);
+            let shed = response.extensions().get::<Shed>().is_some();
+            if (exempt && status < 500) || shed {
                 tracing::debug!(
                     route,
                     path,
@@ -258,7 +266,8 @@ impl<T: fmt::Display> fmt::Display for Shown<T> {
     }
 }
 
-/// Route-level layer: records the matched route template in the span and on the response.
+/// Route-level layer: records the matched route template in the span and the request's
+/// [`RouteSlot`].
 #[derive(Debug, Clone, Copy)]
 pub struct RecordRouteLayer;
 
@@ -276,32 +285,24 @@ pub struct RecordRoute<S>(S);
 
 impl<S> Service<Request> for RecordRoute<S>
 where
-    S: Service<Request, Error = Infallible>,
-    S::Response: IntoResponse,
-    S::Future: Send + 'static,
+    S: Service<Request>,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        if let Some(route) = &route {
+        if let Some(route) = req.extensions().get::<MatchedPath>() {
             tracing::Span::current().record("route", route.as_str());
-        }
-        let inner = self.0.call(req);
-        Box::pin(async move {
-            let Ok(response) = inner.await;
-            let mut response = response.into_response();
-            if let Some(route) = route {
-                response.extensions_mut().insert(RouteTemplate(route));
+            if let Some(slot) = req.extensions().get::<RouteSlot>() {
+                let _ = slot.0.set(route.clone());
             }
-            Ok(response)
-        })
+        }
+        self.0.call(req)
     }
 }
 
@@ -313,6 +314,10 @@ pub async fn note_storage_faults(State(db): State<Db>, response: Response) -> Re
     }
     response
 }
+
+/// `Retry-After` of a request that timed out (`REQUEST_TIMEOUT_SECONDS`): seconds, long enough
+/// for whatever held it up to clear.
+const TIMEOUT_RETRY_AFTER: &str = "5";
 
 /// Turns any error response without a document of its own (a 405 from the router, a 408 or
 /// 413 from a layer) into one, keeping its status and headers such as `Allow`.
@@ -337,6 +342,14 @@ pub fn problem_body(response: Response) -> Response {
     parts.headers.remove(header::CONTENT_ENCODING);
     for (name, value) in problem_parts.headers.iter() {
         parts.headers.insert(name, value.clone());
+    }
+    // The request timeout's 503 says when to come back, as every other 503 does.
+    if status == StatusCode::SERVICE_UNAVAILABLE && !parts.headers.contains_key(header::RETRY_AFTER)
+    {
+        parts.headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(TIMEOUT_RETRY_AFTER),
+        );
     }
     Response::from_parts(parts, body)
 }

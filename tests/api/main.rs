@@ -24,6 +24,7 @@ mod lockout;
 mod mail;
 mod mfa;
 mod openapi;
+mod overload;
 mod rate_limits;
 mod schema;
 mod sessions;

@@ -5,11 +5,14 @@ use std::{net::IpAddr, sync::atomic::Ordering::Relaxed};
 use chrono::SecondsFormat;
 
 use crate::{
-    db::types::from_micros, edge::ban_store::Ban, error::AppError, http::validate::Validator,
+    db::types::from_micros,
+    edge::{ban_store::Ban, shed::Reason},
+    error::AppError,
+    http::validate::Validator,
     state::AppState,
 };
 
-use super::types::{BanView, KeyCount, NewBan, PolicyReport, RateLimitReport, REASON};
+use super::types::{BanView, KeyCount, NewBan, PolicyReport, RateLimitReport, ShedReport, REASON};
 
 /// How many keys each policy reports.
 const TOP_KEYS: usize = 10;
@@ -48,6 +51,11 @@ pub fn rate_limits(state: &AppState) -> RateLimitReport {
             .redis_circuit_open()
             .map(|open| if open { "open" } else { "closed" }),
         redis_circuit_trips: limiter.redis_circuit_trips(),
+        shed: ShedReport {
+            instance_full: state.edge.shed.total(Reason::InstanceFull),
+            database_queue: state.edge.shed.total(Reason::DatabaseQueue),
+            database_down: state.edge.shed.total(Reason::DatabaseDown),
+        },
         policies,
     }
 }

@@ -43,6 +43,8 @@ pub struct RateLimitReport {
     pub redis_circuit: Option<&'static str>,
     /// Times the Redis circuit opened since start.
     pub redis_circuit_trips: u64,
+    /// Requests this instance shed (503) since start, by reason.
+    pub shed: ShedReport,
     /// Every policy, in header order.
     pub policies: Vec<PolicyReport>,
 }
@@ -111,4 +113,16 @@ pub struct NewBan {
     /// Why (1 to 200 characters, one line, not blank).
     #[schema(schema_with = reason_schema)]
     pub reason: String,
+}
+
+/// Requests shed since start, by reason (`docs/edge.md`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShedReport {
+    /// `MAX_IN_FLIGHT` requests were in progress.
+    pub instance_full: u64,
+    /// A new request would have queued for a database connection longer than
+    /// `DATABASE_QUEUE_TARGET_MS`.
+    pub database_queue: u64,
+    /// The database was down.
+    pub database_down: u64,
 }
