@@ -199,10 +199,12 @@ async fn requests_are_shed_at_once_while_the_database_queue_is_longer_than_its_t
 
     // A request now would queue behind them for as long as the blocker lasts: it is shed.
     let mut sheds = 0;
+    let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let started = Instant::now();
         let res = server.me(&token).send().await.unwrap();
         let took = started.elapsed();
+        slowest = slowest.max(took);
         assert_eq!(res.status(), 503, "answered after {took:?}");
         assert!(took < Duration::from_millis(300), "shed after {took:?}");
         assert_eq!(res.headers()["retry-after"], "1");
@@ -211,6 +213,7 @@ async fn requests_are_shed_at_once_while_the_database_queue_is_longer_than_its_t
         sheds += 1;
     }
 
+    eprintln!("shed in at most {slowest:?}");
     // Once the database serves again, the queued writes finish and requests are admitted.
     blocker.release().await;
     for write in writes {
@@ -360,6 +363,7 @@ async fn on_postgres_requests_fail_at_once_while_the_database_is_down_and_recove
     // is refused for a second); until then a request may wait or fail on its own.
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut fast = 0;
+    let (down, mut slowest) = (Instant::now(), Duration::ZERO);
     while fast < 5 {
         assert!(Instant::now() < deadline, "requests never failed fast");
         let started = Instant::now();
@@ -373,10 +377,15 @@ async fn on_postgres_requests_fail_at_once_while_the_database_is_down_and_recove
         if body["detail"] == "The database is unavailable; retry shortly." {
             assert!(took < Duration::from_millis(200), "shed after {took:?}");
             assert_eq!(retry_after, "5");
+            slowest = slowest.max(took);
             fast += 1;
         }
     }
 
+    eprintln!(
+        "5 requests answered at once, in at most {slowest:?}, {:?} after the outage began",
+        down.elapsed()
+    );
     outage.up().await;
     let back = Instant::now();
     loop {
