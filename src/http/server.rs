@@ -130,20 +130,29 @@ fn connection_capacity() -> usize {
 }
 
 /// The answer to a connection over a limit, written before it is closed.
-const OVER_LIMIT: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/problem+json\r\n\
-retry-after: 1\r\n\
-connection: close\r\n\
-content-length: 143\r\n\r\n\
-{\"type\":\"/problems/service-unavailable\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"Too many open connections; retry shortly.\"}";
+const OVER_LIMIT_BODY: &str = "{\"type\":\"/problems/service-unavailable\",\"title\":\"Service \
+Unavailable\",\"status\":503,\"detail\":\"Too many open connections; retry shortly.\"}";
 
-/// Answers the connection's first request with [`OVER_LIMIT`] and closes it. The answer waits
+/// The whole answer to a connection over a limit, its length computed from its body.
+fn over_limit() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{OVER_LIMIT_BODY}",
+        OVER_LIMIT_BODY.len()
+    )
+}
+
+/// Answers the connection's first request with [`over_limit`] and closes it. The answer waits
 /// (a second at most) for the request to begin, as an HTTP client expects no answer before it
 /// has asked.
 async fn refuse(mut stream: TcpStream) {
     let mut head = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut head)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVER_LIMIT)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(over_limit().as_bytes()),
+    )
+    .await;
     let _ = stream.shutdown().await;
 }
 

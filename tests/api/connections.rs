@@ -71,6 +71,13 @@ async fn one_address_cannot_hold_more_connections_than_its_cap(backend: Backend)
     let answer = String::from_utf8(read_to_close(&mut sixth).await.unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("retry-after: 1"), "{answer}");
+    // Regression: the declared length was 7 bytes more than the body, so clients waited for
+    // bytes that never came and reported a truncated answer.
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let declared = format!("content-length: {}", body.len());
+    assert!(head.lines().any(|l| l == declared), "{answer}");
+    let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(problem["status"], 503);
     drop(held);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while get_status(&addr).await.as_deref() != Some("HTTP/1.1 200 OK") {
