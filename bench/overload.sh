@@ -70,19 +70,19 @@ log_summary() {
   printf '{"access_503": %s, "shed_lines": %s, "shed_count": %s}' "$access" "$shed" "$count"
 }
 
-# print_row REPORT LOG_SUMMARY CONNECTIONS TARGET PEAK LINES DROPPED: one table row from the load
+# print_row REPORT LOG_SUMMARY CONNECTIONS TARGET PEAK LINES DROPPED CLIENTS: one table row from the load
 # generator's report and the row's log. 503 answers (whole load) count the warm-up too, like
 # the log columns.
 print_row() {
   jq -r --argjson log "$2" --arg c "$3" --arg target "$4" --arg peak "$5" --arg lines "$6" \
-    --arg dropped "$7" '
+    --arg dropped "$7" --arg clients "$8" '
     def n: if . == null then "-" else tostring end;
     .classes as $k
     | ($k["429"].count + $k.other.count + $k.errors.count) as $others
     | ([ "429: \($k["429"].count)", "other statuses: \(.other_statuses | tojson)",
          (.errors | to_entries[] | "\(.key): \(.value)") ]
        | map(select(test(": (0|\\{\\})$") | not)) | join(", ")) as $detail
-    | [ $c, $target, (.req_per_s | n), ($k["2xx"].count | n), ($k["2xx"].p50_ms | n),
+    | [ $c, $clients, $target, (.req_per_s | n), ($k["2xx"].count | n), ($k["2xx"].p50_ms | n),
         ($k["2xx"].p99_ms | n), ($k["2xx"].max_ms | n), ($k["503"].count | n),
         ($k["503"].p99_ms | n), (if $others == 0 then "0" else "\($others) (\($detail))" end),
         (.reconnects | n), $peak, $lines, $dropped, ((.warmup["503"] + $k["503"].count) | n),
@@ -90,9 +90,13 @@ print_row() {
     | "| " + join(" | ") + " |"' "$1"
 }
 
-# row CONNECTIONS QUEUE_TARGET_MS: one server, one load, one table row.
+# row CONNECTIONS QUEUE_TARGET_MS CLIENTS: one server, one load, one table row. CLIENTS is
+# `at once` (every connection asks again as soon as it is answered, 503s included: the worst
+# case, in which answering refusals takes the cores) or `Retry-After` (a connection refused with
+# 503 or 429 waits what `Retry-After` says, as the web app and well-behaved clients do).
 row() {
-  local c=$1 target=$2 token status log_from before peak dropped lines
+  local c=$1 target=$2 clients=$3 token status log_from before peak dropped lines honour=()
+  [ "$clients" = Retry-After ] && honour=(--honour-retry-after)
   start_server postgres "${SERVER_SETTINGS[@]}" DATABASE_QUEUE_TARGET_MS="$target" ||
     fail "the server did not start (DATABASE_QUEUE_TARGET_MS=$target); its log is above"
   token=$(register) || true
@@ -105,7 +109,7 @@ row() {
   peak_reset "$SERVER_PID"
   timeout -k 5 $((WARMUP + DURATION + REQUEST_TIMEOUT + 60)) "$LOADGEN" \
     --url "$SERVER_URL/api/auth/me" --connections "$c" --duration "$DURATION" --warmup "$WARMUP" \
-    --timeout "$REQUEST_TIMEOUT" --header "Authorization: Bearer $token" \
+    --timeout "$REQUEST_TIMEOUT" --header "Authorization: Bearer $token" "${honour[@]}" \
     >"$BENCH_TMP/load.json" 2>"$BENCH_TMP/load.err" ||
     { cat "$BENCH_TMP/load.err" >&2; fail "the load generator failed ($c connections, target $target ms)"; }
   peak=$(peak_mb "$SERVER_PID")
@@ -117,19 +121,21 @@ row() {
   [ "$(jq '.classes["2xx"].count' "$BENCH_TMP/load.json")" -gt 0 ] ||
     fail "no request was admitted ($c connections, target $target ms): $(cat "$BENCH_TMP/load.json")"
   print_row "$BENCH_TMP/load.json" "$(log_summary "$BENCH_TMP/row.log")" "$c" "$target" "$peak" \
-    "$lines" "$dropped"
+    "$lines" "$dropped" "$clients"
 }
 
 echo "GET /api/auth/me (PostgreSQL, MAX_IN_FLIGHT=1024, DATABASE_MAX_CONNECTIONS=16, production" \
   "logging, $PROFILE build): ${WARMUP} s warm-up (not in the latencies), ${DURATION} s measured," \
   "request timeout ${REQUEST_TIMEOUT} s."
 echo
-echo "| connections | queue target (ms) | req/s | 2xx | 2xx p50 (ms) | 2xx p99 (ms) | 2xx max (ms) | 503 | 503 p99 (ms) | other errors | reconnects | peak RSS (MB) | log lines written | log lines dropped | 503 answers (whole load) | 503 access-log lines | shed summary lines (sum of count) |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for target in $QUEUE_TARGETS; do
-  row "$CONNECTIONS" "$target"
+echo "| connections | clients ask again | queue target (ms) | req/s | 2xx | 2xx p50 (ms) | 2xx p99 (ms) | 2xx max (ms) | 503 | 503 p99 (ms) | other errors | reconnects | peak RSS (MB) | log lines written | log lines dropped | 503 answers (whole load) | 503 access-log lines | shed summary lines (sum of count) |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for clients in 'at once' Retry-After; do
+  for target in $QUEUE_TARGETS; do
+    row "$CONNECTIONS" "$target" "$clients"
+  done
 done
-row "$LIGHT_CONNECTIONS" 100
+row "$LIGHT_CONNECTIONS" 100 'at once'
 
 echo
 peak_note

@@ -58,6 +58,11 @@ struct Args {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// After a 503 or 429 with `Retry-After`, the connection waits that many seconds before its
+    /// next request, as well-behaved clients (and the web app) do. Without it every connection
+    /// asks again at once: the worst case, in which answering refusals takes the cores.
+    #[arg(long, env = "HONOUR_RETRY_AFTER")]
+    honour_retry_after: bool,
 }
 
 fn seconds(raw: &str) -> Result<Duration, String> {
@@ -84,6 +89,7 @@ struct Target {
     uri: Uri,
     headers: HeaderMap,
     timeout: Duration,
+    honour_retry_after: bool,
     /// Start of the measured window, and its end (no request starts after it).
     measure_from: Instant,
     end: Instant,
@@ -115,6 +121,7 @@ impl Target {
             uri: path.parse().map_err(|e| format!("{e}"))?,
             headers,
             timeout: args.timeout,
+            honour_retry_after: args.honour_retry_after,
             measure_from,
             end: measure_from + args.duration,
         })
@@ -241,19 +248,24 @@ async fn connect(target: &Target) -> Result<Conn, Failure> {
     Ok(Conn { sender, driver })
 }
 
-/// Sends one request on `conn` and reads the whole answer; `Err` leaves the connection unusable.
-async fn exchange(conn: &mut Conn, target: &Target) -> Result<u16, Failure> {
+/// Sends one request on `conn` and reads the whole answer: its status and `Retry-After`
+/// (seconds); `Err` leaves the connection unusable.
+async fn exchange(conn: &mut Conn, target: &Target) -> Result<(u16, Option<u64>), Failure> {
     let response = conn
         .sender
         .send_request(target.request())
         .await
         .map_err(failure)?;
     let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let mut body = response.into_body();
     while let Some(frame) = body.frame().await {
         frame.map_err(|_| Failure::Body)?;
     }
-    Ok(status)
+    Ok((status, retry_after))
 }
 
 fn failure(e: hyper::Error) -> Failure {
@@ -277,8 +289,14 @@ async fn worker(target: Arc<Target>) -> Tally {
             continue;
         };
         let started = Instant::now();
+        let mut pause = None;
         let outcome = match tokio::time::timeout(target.timeout, exchange(conn, &target)).await {
-            Ok(Ok(status)) => Outcome::Status(status),
+            Ok(Ok((status, retry_after))) => {
+                if target.honour_retry_after && matches!(status, 429 | 503) {
+                    pause = retry_after.map(Duration::from_secs);
+                }
+                Outcome::Status(status)
+            }
             Ok(Err(kind)) => Outcome::Failed(kind),
             Err(_) => Outcome::Failed(Failure::Timeout),
         };
@@ -286,6 +304,10 @@ async fn worker(target: Arc<Target>) -> Tally {
             slot = None;
         }
         tally.record(&target, started, outcome);
+        if let Some(pause) = pause {
+            let until = (Instant::now() + pause).min(target.end);
+            tokio::time::sleep_until(until).await;
+        }
     }
     tally
 }

@@ -129,6 +129,11 @@ impl Db {
         }
     }
 
+    /// The pool's size, `DATABASE_MAX_CONNECTIONS`.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -46,9 +46,20 @@ impl ConnGuard {
         })
     }
 
-    /// Lets a request of `ip` in, or says which cap is full. Never waits.
-    pub fn enter(self: &Arc<Self>, ip: IpAddr) -> Result<InFlight, Full> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The instance's cap, `MAX_IN_FLIGHT`.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// Lets a request of `ip` in while fewer than `limit` (at most `MAX_IN_FLIGHT`) are in
+    /// flight, or says which cap is full. Never waits.
+    pub fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Result<InFlight, Full> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= limit.min(self.max_in_flight) {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(Full::Instance);
         }

@@ -23,7 +23,6 @@ use crate::http::client::ClientAddr;
 
 use super::{
     abuse::{PROBE_POINTS, RATE_LIMITED_POINTS},
-    conn::Full,
     headers,
     policy::{is_probe, RouteClass},
     shed::{Reason, Shed},
@@ -106,14 +105,10 @@ where
             .get::<ClientAddr>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0),
     );
-    // Shed before taking a place: a request the database cannot serve in time is answered now.
-    if let Err(reason) = edge.database_admits() {
-        return shed(&edge, reason);
-    }
-    let _in_flight = match edge.conn.enter(ip) {
-        Ok(permit) => permit,
-        Err(Full::Instance) => return shed(&edge, Reason::InstanceFull),
-        Err(Full::Client) => {
+    let _in_flight = match edge.enter(ip) {
+        Ok(Ok(permit)) => permit,
+        Err(reason) => return shed(&edge, reason),
+        Ok(Err(())) => {
             return headers::retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests from this client are in progress; retry once they finish.",

@@ -3,6 +3,7 @@
 //! the counters through `domains::protection`. See `docs/edge.md`.
 
 mod abuse;
+pub mod adaptive;
 pub mod ban_store;
 pub mod bans;
 mod conn;
@@ -28,6 +29,7 @@ use crate::{
 
 use self::{
     abuse::Abuse,
+    adaptive::AdaptiveLimit,
     ban_store::BanStore,
     bans::Bans,
     conn::ConnGuard,
@@ -54,8 +56,9 @@ pub struct Inner {
     routes: RouteTable,
     /// Requests shed, by reason.
     pub shed: ShedLog,
+    /// How many requests are admitted at once (adapted to the database's queue).
+    pub adaptive: AdaptiveLimit,
     db: Db,
-    db_queue_target: Option<Duration>,
 }
 
 impl std::ops::Deref for Edge {
@@ -90,22 +93,32 @@ impl Edge {
             ),
             routes,
             shed: ShedLog::default(),
+            adaptive: AdaptiveLimit::new(
+                settings.conn.db_queue_target,
+                db.max_connections() as usize,
+                settings.conn.max_in_flight,
+            ),
             db,
-            db_queue_target: settings.conn.db_queue_target,
         }))
     }
 
-    /// Whether the database can take a new request: `Err` with the reason to shed it when the
-    /// database is down, or when a request arriving now would queue for a connection longer
-    /// than `DATABASE_QUEUE_TARGET_MS` (the pool's fair queue serves it only after everyone
-    /// already waiting, so admitting it would only make every answer later).
-    pub fn database_admits(&self) -> Result<(), Reason> {
-        match self.db.watch().state() {
-            DbState::Down => Err(Reason::DatabaseDown),
-            DbState::Queueing(wait) if self.db_queue_target.is_some_and(|t| wait > t) => {
+    /// Lets a request of `ip` in, or says why it is shed: the database is down; the requests
+    /// in flight reached the limit that keeps the database's queue within
+    /// `DATABASE_QUEUE_TARGET_MS` ([`adaptive`]); or they reached `MAX_IN_FLIGHT`. A client
+    /// over its own share (`MAX_CONCURRENT_PER_IP`) is `Ok(Err(()))`: refused, not shed.
+    pub fn enter(&self, ip: IpAddr) -> Result<Result<conn::InFlight, ()>, Reason> {
+        let wait = match self.db.watch().state() {
+            DbState::Down => return Err(Reason::DatabaseDown),
+            DbState::Queueing(wait) => wait,
+        };
+        let limit = self.adaptive.limit(wait, self.conn.in_flight());
+        match self.conn.enter(ip, limit) {
+            Ok(permit) => Ok(Ok(permit)),
+            Err(conn::Full::Client) => Ok(Err(())),
+            Err(conn::Full::Instance) if limit < self.conn.max_in_flight() => {
                 Err(Reason::DatabaseQueue)
             }
-            DbState::Queueing(_) => Ok(()),
+            Err(conn::Full::Instance) => Err(Reason::InstanceFull),
         }
     }
 
