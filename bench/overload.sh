@@ -140,6 +140,8 @@ row "$LIGHT_CONNECTIONS" 100 'at once'
 echo
 peak_note
 echo "Queue target: DATABASE_QUEUE_TARGET_MS (0: queue-based shedding off, only MAX_IN_FLIGHT sheds)."
+echo "Clients ask again: at once (after every answer, 503s included) or after Retry-After (a 503 or" \
+  "429 makes the connection wait the seconds it names)."
 echo "req/s: answers of any status per measured second; latencies and counts are of the requests" \
   "started in the measured window (those in flight at its end are awaited)."
 echo "Other errors: 429, other statuses, and failures: connect, timeout, closed (before the answer's" \
