@@ -151,6 +151,20 @@ pub fn base_vars(db: &TestDb) -> HashMap<String, String> {
     ])
 }
 
+/// Waits (up to 20 s) until a server process at `address` answers `/health` with 200.
+pub async fn wait_healthy(address: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(res) = reqwest::get(format!("{address}/health")).await {
+            if res.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server at {address} never became healthy");
+}
+
 /// Builds a configuration from variables, panicking with every problem listed.
 pub fn config_from(vars: &HashMap<String, String>) -> Config {
     autorisen::app::load_config(&|k| vars.get(k).cloned()).unwrap_or_else(|e| panic!("{e}"))

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{redis_url, Backend, TestDb};
+use crate::helpers::{redis_url, wait_healthy, Backend, TestDb};
 
 /// A running `autorisen serve`, killed when dropped.
 struct Instance {
@@ -50,16 +50,8 @@ async fn start(vars: &[(String, String)]) -> Instance {
         child,
         address: format!("http://127.0.0.1:{port}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(res) = reqwest::get(format!("{}/health", instance.address)).await {
-            if res.status() == 200 {
-                return instance;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("instance on port {port} never became healthy");
+    wait_healthy(&instance.address).await;
+    instance
 }
 
 const LIMIT: usize = 200;

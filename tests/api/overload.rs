@@ -17,7 +17,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     auth_helpers::PASSWORD,
-    helpers::{base_vars, postgres_admin_url, Backend, TestDb},
+    helpers::{base_vars, postgres_admin_url, wait_healthy, Backend, TestDb},
     on_both_backends,
 };
 
@@ -73,16 +73,8 @@ impl Server {
             log,
             client: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(res) = reqwest::get(format!("{}/health", server.address)).await {
-                if res.status() == 200 {
-                    return server;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server never became healthy");
+        wait_healthy(&server.address).await;
+        server
     }
 
     /// Registers a customer; returns its access token.

@@ -95,8 +95,9 @@ pub async fn allowed(
     to: &str,
     template: &str,
 ) -> Result<bool, sqlx::Error> {
-    let granted = super::guards::claim_in(
+    let granted = super::guards::claim_at(
         conn,
+        crate::db::types::now_micros(),
         &format!("mail:{}", to.to_lowercase()),
         &format!("mail:{template}"),
         MAIL_HOURLY,

@@ -12,20 +12,8 @@ const HOUR_MICROS: i64 = 3600 * 1_000_000;
 /// Claims one use of a budget of `max` uses per `window` (µs), at least `gap` (µs) apart, for
 /// `subject` and `kind`, in one conditional upsert (atomic on both databases, across
 /// instances); returns the use's number in the window, or `None` while the budget is spent or
-/// the subject locked.
-pub async fn claim_in(
-    conn: &mut AnyConnection,
-    subject: &str,
-    kind: &str,
-    max: i64,
-    window: i64,
-    gap: Option<i64>,
-) -> Result<Option<i64>, sqlx::Error> {
-    claim_at(conn, now_micros(), subject, kind, max, window, gap).await
-}
-
-/// [`claim_in`] at the instant `now` (µs) of the caller's clock, which may be a little behind
-/// or ahead of the clocks of other claims (other instances, or a claim delayed in a queue).
+/// the subject locked. `now` is the caller's clock (µs), which may be a little behind or ahead of the clocks of
+/// other claims (other instances, or a claim delayed in a queue).
 pub async fn claim_at(
     conn: &mut AnyConnection,
     now: i64,

@@ -93,8 +93,16 @@ pub struct Claim(pub i64);
 pub async fn claim(state: &AppState, subject: &str, kind: &str) -> Result<Claim, AppError> {
     let now = now_micros();
     let mut conn = state.db.pool().acquire().await?;
-    if let Some(n) =
-        guards::claim_in(&mut conn, subject, kind, LOCK_AFTER, WINDOW_MICROS, None).await?
+    if let Some(n) = guards::claim_at(
+        &mut conn,
+        now,
+        subject,
+        kind,
+        LOCK_AFTER,
+        WINDOW_MICROS,
+        None,
+    )
+    .await?
     {
         return Ok(Claim(n));
     }
