@@ -127,42 +127,42 @@ async fn sample(watch: &PoolWatch, pool: &AnyPool, max_connections: u32) -> Dura
     let room = pool.num_idle() > 0 || pool.size() < max_connections;
     watch.begin_sample();
     let started = Instant::now();
-    let checked = async {
-        let mut conn = pool.acquire().await?;
-        let waited = started.elapsed();
-        sqlx::query("SELECT 1").execute(&mut *conn).await?;
-        Ok::<_, sqlx::Error>(waited)
-    };
-    let timeout = if room {
+    // Only getting a connection can say "down" by taking too long; a slow `SELECT 1` on one
+    // that works is a busy database (measured: under 2,000 connections on two shared cores it
+    // took over a second), and counts as waiting.
+    let acquire_within = if room {
         DOWN_AFTER
     } else {
-        // The pool is busy: the sample queues behind requests, as long as they take; only a
-        // failure says the database is down.
+        // The pool is busy: the sample queues behind requests, as long as they take.
         Duration::from_secs(30)
     };
-    match tokio::time::timeout(timeout, checked).await {
-        Ok(Ok(waited)) => {
-            watch.sampled(waited);
-            SAMPLE_EVERY
-        }
+    let mut conn = match tokio::time::timeout(acquire_within, pool.acquire()).await {
+        Ok(Ok(conn)) => conn,
         Ok(Err(e)) if is_connection_failure(&e) => {
             watch.failed(&e.to_string());
-            RETRY_DOWN_EVERY
-        }
-        Ok(Err(_)) => {
-            // Any other error (a pool timeout behind busy connections): the queue was long.
-            watch.sampled(started.elapsed());
-            SAMPLE_EVERY
+            return RETRY_DOWN_EVERY;
         }
         Err(_) if room => {
             watch.failed("no connection could be opened within 1 s");
-            RETRY_DOWN_EVERY
+            return RETRY_DOWN_EVERY;
         }
-        Err(_) => {
+        // A pool timeout behind busy connections: the queue was long.
+        Ok(Err(_)) | Err(_) => {
             watch.sampled(started.elapsed());
-            SAMPLE_EVERY
+            return SAMPLE_EVERY;
         }
+    };
+    let waited = started.elapsed();
+    let checked = sqlx::query("SELECT 1").execute(&mut *conn);
+    match tokio::time::timeout(Duration::from_secs(5), checked).await {
+        Ok(Ok(_)) => watch.sampled(waited),
+        Ok(Err(e)) if is_connection_failure(&e) => {
+            watch.failed(&e.to_string());
+            return RETRY_DOWN_EVERY;
+        }
+        Ok(Err(_)) | Err(_) => watch.sampled(started.elapsed()),
     }
+    SAMPLE_EVERY
 }
 
 /// Whether `e` says the connection to the database failed (not that the pool was busy).
