@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod auth_helpers;
 mod bans;
+mod billing;
 mod cli;
 mod compat;
 mod connections;
