@@ -28,6 +28,7 @@ on_both_backends!(
     a_complete_itn_pays_the_order_once_with_invoice_ledger_and_receipt,
     every_refused_itn_is_a_400_that_changes_nothing_and_is_audited,
     an_itn_is_believed_only_from_payfasts_networks_resolved_through_trusted_proxies,
+    an_itn_is_refused_while_payfast_cannot_be_asked_to_confirm_it,
     ten_identical_itns_at_once_have_exactly_one_effect,
     a_renewal_itn_extends_the_period_and_makes_a_new_invoice,
     a_cancelled_itn_ends_the_subscription_with_its_paid_period,
@@ -671,6 +672,31 @@ async fn an_itn_is_believed_only_from_payfasts_networks_resolved_through_trusted
     assert_eq!(
         itn_result(from("197.97.145.150", "3").await.unwrap()).await,
         "applied"
+    );
+}
+
+async fn an_itn_is_refused_while_payfast_cannot_be_asked_to_confirm_it(backend: Backend) {
+    // Nothing listens on the discard port: the confirmation cannot be had.
+    let closed = "http://127.0.0.1:9/eng/query/validate";
+    let (app, _fake) = spawn_with_payfast(backend, &[("PAYFAST_VALIDATE_URL", closed)]).await;
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = assert_problem(
+        post_itn(&app, itn(&order_id, "42", "529.00", "COMPLETE")).await,
+        400,
+    )
+    .await;
+    assert_eq!(body["detail"], "PayFast did not confirm the notification.");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM billing_invoices").await,
+        0
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM billing_notifications").await,
+        0
     );
 }
 

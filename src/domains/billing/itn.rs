@@ -96,7 +96,8 @@ impl Refusal {
                 "The notification's amount_gross {sent:?} is not the order's {}.",
                 payfast::amount(*expected)
             ),
-            Self::Unconfirmed(why) => format!("PayFast did not confirm the notification: {why}"),
+            // Why (PayFast's answer, or a connection error) is logged, not sent.
+            Self::Unconfirmed(_) => "PayFast did not confirm the notification.".into(),
             Self::AlreadyPaid => "The order was already paid with another payment.".into(),
         }
     }
@@ -160,7 +161,11 @@ async fn refuse(
     refusal: &Refusal,
 ) -> Result<(), AppError> {
     let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    tracing::warn!(reason = refusal.code(), client = %meta.ip,
+    let cause = match refusal {
+        Refusal::Unconfirmed(why) => why.as_str(),
+        _ => "",
+    };
+    tracing::warn!(reason = refusal.code(), cause, client = %meta.ip,
         m_payment_id = ?short(get("m_payment_id")), pf_payment_id = ?short(get("pf_payment_id")),
         "a PayFast notification was refused");
     let details = serde_json::json!({

@@ -273,3 +273,81 @@ fn stripe(r: &mut Reader<'_>, env: Environment) -> Option<StripeSettings> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_from(vars: &[(&str, &str)], env: Environment) -> (BillingSettings, Vec<String>) {
+        let lookup = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let mut r = Reader::new(&lookup);
+        let core = Core {
+            env,
+            public_base_url: url::Url::parse("https://capecontrol.example").unwrap(),
+        };
+        let settings = BillingSettings {
+            payfast: payfast(&mut r, core.env),
+            stripe: stripe(&mut r, core.env),
+            grace_days: 7,
+        };
+        let problems = r
+            .into_problems()
+            .into_iter()
+            .map(|p| p.var.to_owned())
+            .collect();
+        (settings, problems)
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_urls_default_from_the_mode() {
+        let (s, problems) = read_from(
+            &[
+                ("PAYFAST_MERCHANT_ID", "10000100"),
+                ("PAYFAST_MERCHANT_KEY", "merchant-key-value"),
+                ("PAYFAST_PASSPHRASE", "passphrase-value"),
+                ("STRIPE_SECRET_KEY", "sk_test_value"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_value"),
+            ],
+            Environment::Test,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let shown = format!("{:?} {:?}", s.redacted(), s);
+        for secret in [
+            "merchant-key-value",
+            "passphrase-value",
+            "sk_test_value",
+            "whsec_value",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        let pf = s.payfast.unwrap();
+        assert_eq!(pf.mode, PayFastMode::Sandbox);
+        assert_eq!(
+            pf.validate_url,
+            "https://sandbox.payfast.co.za/eng/query/validate"
+        );
+        assert_eq!(pf.valid_sources.len(), 5);
+    }
+
+    #[test]
+    fn a_half_configured_provider_is_off_and_a_start_up_error_in_production() {
+        let vars = [
+            ("PAYFAST_MERCHANT_ID", "10000100"),
+            ("STRIPE_SECRET_KEY", "sk"),
+        ];
+        let (s, problems) = read_from(&vars, Environment::Test);
+        assert!(s.payfast.is_none() && s.stripe.is_none() && problems.is_empty());
+        let (s, problems) = read_from(&vars, Environment::Production);
+        assert!(s.payfast.is_none());
+        assert_eq!(problems, ["PAYFAST_MERCHANT_KEY", "STRIPE_WEBHOOK_SECRET"]);
+        let (s, _) = read_from(
+            &[("PAYFAST_MERCHANT_ID", "1"), ("PAYFAST_MERCHANT_KEY", "k")],
+            Environment::Production,
+        );
+        assert_eq!(s.payfast.unwrap().mode, PayFastMode::Live);
+    }
+}
