@@ -35,7 +35,8 @@ INSERT INTO billing_credit_packs (code, name, currency, price_cents, credit_cent
  ('medium', 'Medium credit pack', 'ZAR', 50000, 52500, 2),
  ('large', 'Large credit pack', 'ZAR', 100000, 110000, 3);
 
--- An order keeps the price it was made at. kind: subscription | credits; status: pending | paid.
+-- An order keeps the price it was made at. kind: subscription | credits; status: pending | paid;
+-- redirect_url: the provider's payment page, once made (Stripe's Checkout Session).
 CREATE TABLE billing_orders (
     id              TEXT PRIMARY KEY NOT NULL,
     user_id         TEXT NOT NULL REFERENCES users (id),
@@ -49,6 +50,7 @@ CREATE TABLE billing_orders (
     description     TEXT NOT NULL,
     status          TEXT NOT NULL,
     idempotency_key TEXT,
+    redirect_url    TEXT,
     created_at      BIGINT NOT NULL,
     paid_at         BIGINT
 );

@@ -73,6 +73,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/admin/ledger/check"),
     ("post", "/api/payments/payfast/checkout"),
     ("post", "/api/payments/payfast/itn"),
+    ("post", "/api/payments/stripe/webhook"),
 ];
 
 async fn spec(app: &TestApp) -> serde_json::Value {

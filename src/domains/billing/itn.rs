@@ -10,48 +10,19 @@
 
 use std::net::IpAddr;
 
-use chrono::{Datelike, Months};
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::{
-    db::types::{from_micros, new_id, now_micros, to_micros},
-    domains::{
-        audit::{self, Event, Outcome, RequestMeta},
-        users,
-    },
+    domains::audit::{self, Event, Outcome, RequestMeta},
     error::AppError,
-    mail::{self, Email},
     state::AppState,
 };
 
 use super::{
-    emails::Template,
-    ledger::{self, Entry, Posting},
+    paid::{self, Failure, Payment},
     payfast::{self, PayFastClient},
     settings::BillingSettings,
-    store::{self, InvoiceRow, OrderRow, SubscriptionRow},
-    types::Cycle,
+    store::{self, OrderRow},
+    types::ItnResult,
 };
-
-/// What a verified notification did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ItnResult {
-    /// It had its effect now.
-    Applied,
-    /// It had its effect before: nothing changed.
-    Duplicate,
-    /// A status with no effect here (`PENDING`, `FAILED`, or a cancel of nothing).
-    Ignored,
-}
-
-/// The answer to PayFast.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ItnAnswer {
-    /// What the notification did.
-    pub result: ItnResult,
-}
 
 /// Why a notification was refused (never echoing a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,209 +227,21 @@ async fn apply(
     meta: &RequestMeta,
     v: Verified,
 ) -> Result<Result<ItnResult, AppError>, Refusal> {
+    let payment = Payment {
+        provider: "payfast",
+        payment_id: v.pf_payment_id.clone(),
+        order_id: v.order.id.clone(),
+        token: v.token.clone(),
+    };
     let result = match v.status.as_str() {
-        "COMPLETE" => pay(state, meta, &v).await,
-        "CANCELLED" if v.order.kind == "subscription" => cancel(state, meta, &v).await,
+        "COMPLETE" => paid::pay(state, meta, &payment).await,
+        "CANCELLED" if v.order.kind == "subscription" => paid::cancel(state, meta, &payment).await,
         _ => return Ok(Ok(ItnResult::Ignored)),
     };
     match result {
         Ok(r) => Ok(Ok(r)),
-        Err(Failure::Refused(r)) => Err(r),
+        Err(Failure::AlreadyPaid) => Err(Refusal::AlreadyPaid),
+        Err(Failure::UnknownOrder) => Err(Refusal::UnknownOrder),
         Err(Failure::App(e)) => Ok(Err(e)),
     }
-}
-
-enum Failure {
-    Refused(Refusal),
-    App(AppError),
-}
-
-impl<E: Into<AppError>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Self::App(e.into())
-    }
-}
-
-async fn pay(state: &AppState, meta: &RequestMeta, v: &Verified) -> Result<ItnResult, Failure> {
-    let now = now_micros();
-    let mut tx = state.db.begin().await?;
-    let claimed = store::claim_notification(
-        &mut tx,
-        "payfast",
-        &v.pf_payment_id,
-        "COMPLETE",
-        &v.order.id,
-        now,
-    )
-    .await?;
-    if !claimed {
-        tx.rollback().await?;
-        return Ok(ItnResult::Duplicate);
-    }
-    let order = store::order_by_id(&mut *tx, &v.order.id)
-        .await?
-        .ok_or(Failure::Refused(Refusal::UnknownOrder))?;
-    if order.kind == "credits" && order.status == "paid" {
-        tx.rollback().await?;
-        return Err(Failure::Refused(Refusal::AlreadyPaid));
-    }
-    let number = store::next_invoice_number(&mut tx, from_micros(now).year()).await?;
-    let invoice = InvoiceRow {
-        id: new_id(),
-        user_id: order.user_id.clone(),
-        order_id: order.id.clone(),
-        number: format!("CC-{}-{number:06}", from_micros(now).year()),
-        status: "paid".into(),
-        amount_cents: order.amount_cents,
-        refunded_cents: 0,
-        description: order.description.clone(),
-        provider: "payfast".into(),
-        provider_payment_id: v.pf_payment_id.clone(),
-        created_at: now,
-        paid_at: Some(now),
-    };
-    store::insert_invoice(&mut tx, &invoice).await?;
-    ledger::post(&mut tx, &posting(&order, &invoice), now)
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    if order.status == "pending" {
-        store::mark_order_paid(&mut tx, &order.id, now).await?;
-    }
-    if order.kind == "subscription" {
-        extend(&mut tx, &order, v.token.clone(), now).await?;
-    }
-    if let Some(user) = users::service::user_by_id(&mut *tx, &order.user_id).await? {
-        let email = Email {
-            to: user.email,
-            template: Template::Receipt {
-                number: invoice.number.clone(),
-                description: invoice.description.clone(),
-                amount_cents: invoice.amount_cents,
-            },
-        };
-        mail::enqueue(&mut tx, &email).await?;
-    }
-    let details = serde_json::json!({
-        "provider": "payfast", "invoice": invoice.number, "amount_cents": invoice.amount_cents,
-        "order_id": order.id,
-    });
-    let event = Event {
-        actor: None,
-        ..Event::own(&order.user_id, "payment_received")
-    }
-    .with(details);
-    audit::record(&mut tx, meta, event).await?;
-    tx.commit().await?;
-    state.mail.wake();
-    tracing::info!(order_id = %order.id, invoice = %invoice.number,
-        amount_cents = invoice.amount_cents, "a PayFast payment was applied");
-    Ok(ItnResult::Applied)
-}
-
-/// The ledger transaction of a paid invoice: the provider holds the money; a plan earns it as
-/// revenue, a credit pack owes it to the customer as credit (with any bonus as promotion).
-fn posting<'a>(order: &OrderRow, invoice: &'a InvoiceRow) -> Posting<'a> {
-    let paid = invoice.amount_cents;
-    let mut entries = vec![Entry::platform(ledger::PROVIDER_CLEARING, paid)];
-    let kind = if order.kind == "credits" {
-        entries.push(Entry::user(
-            ledger::CUSTOMER_CREDITS,
-            &order.user_id,
-            -order.credit_cents,
-        ));
-        if order.credit_cents != paid {
-            entries.push(Entry::platform(
-                ledger::PROMOTIONAL_CREDITS,
-                order.credit_cents - paid,
-            ));
-        }
-        "credit_purchase"
-    } else {
-        entries.push(Entry::platform(ledger::PLATFORM_REVENUE, -paid));
-        "subscription_payment"
-    };
-    Posting {
-        kind,
-        description: &invoice.description,
-        reference: &invoice.id,
-        entries,
-    }
-}
-
-/// Starts or extends the paid period: a renewal of the running plan extends from its end,
-/// anything else starts now.
-async fn extend(
-    conn: &mut sqlx::AnyConnection,
-    order: &OrderRow,
-    token: Option<String>,
-    now: i64,
-) -> Result<(), AppError> {
-    let current = store::subscription(&mut *conn, &order.user_id).await?;
-    let cycle = order
-        .cycle
-        .as_deref()
-        .and_then(Cycle::parse)
-        .unwrap_or(Cycle::Monthly);
-    let start = current
-        .as_ref()
-        .filter(|s| s.plan == order.product && s.status != "canceled")
-        .and_then(|s| s.current_period_end)
-        .filter(|end| *end > now)
-        .unwrap_or(now);
-    let end = from_micros(start)
-        .checked_add_months(Months::new(cycle.months()))
-        .ok_or_else(|| anyhow::anyhow!("a period end beyond the calendar"))?;
-    let row = SubscriptionRow {
-        user_id: order.user_id.clone(),
-        plan: order.product.clone(),
-        cycle: Some(cycle.as_str().to_owned()),
-        status: "active".into(),
-        current_period_start: Some(start),
-        current_period_end: Some(to_micros(end)),
-        cancel_at_period_end: false,
-        provider: Some("payfast".into()),
-        provider_token: token.or_else(|| current.and_then(|c| c.provider_token)),
-    };
-    store::save_subscription(conn, &row, now).await?;
-    Ok(())
-}
-
-/// PayFast ended a subscription: it runs to the end of the paid period, then is free.
-async fn cancel(state: &AppState, meta: &RequestMeta, v: &Verified) -> Result<ItnResult, Failure> {
-    let now = now_micros();
-    let mut tx = state.db.begin().await?;
-    let claimed = store::claim_notification(
-        &mut tx,
-        "payfast",
-        &v.pf_payment_id,
-        "CANCELLED",
-        &v.order.id,
-        now,
-    )
-    .await?;
-    if !claimed {
-        tx.rollback().await?;
-        return Ok(ItnResult::Duplicate);
-    }
-    let Some(current) = store::subscription(&mut *tx, &v.order.user_id)
-        .await?
-        .filter(|s| s.plan == v.order.product && s.status != "canceled")
-    else {
-        tx.commit().await?;
-        return Ok(ItnResult::Ignored);
-    };
-    let row = SubscriptionRow {
-        status: "canceled".into(),
-        cancel_at_period_end: true,
-        ..current
-    };
-    store::save_subscription(&mut tx, &row, now).await?;
-    let event = Event {
-        actor: None,
-        ..Event::own(&v.order.user_id, "subscription_canceled")
-    }
-    .with(serde_json::json!({"provider": "payfast", "order_id": v.order.id}));
-    audit::record(&mut tx, meta, event).await?;
-    tx.commit().await?;
-    Ok(ItnResult::Applied)
 }

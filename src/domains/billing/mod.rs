@@ -1,14 +1,17 @@
-//! Billing: the plan and credit catalogue, subscriptions, checkout through PayFast, its
-//! notifications (verified, then applied exactly once), invoices and the double-entry ledger.
-//! Money is integer cents in ZAR. See docs/billing.md.
+//! Billing: the plan and credit catalogue, subscriptions, checkout through PayFast and Stripe,
+//! their notifications (verified, then applied exactly once), invoices and the double-entry
+//! ledger. Money is integer cents in ZAR. See docs/billing.md.
 
 pub mod emails;
 pub mod itn;
 pub mod ledger;
+pub mod paid;
 pub mod payfast;
 pub mod service;
 pub mod settings;
+pub mod stripe;
 pub mod types;
+pub mod webhook;
 
 mod routes;
 mod store;
@@ -26,23 +29,29 @@ pub const DOMAIN: Domain = Domain {
     settings: Some(settings::read),
     provide,
     routes: routes::routes,
-    route_classes: &[RouteRule::exact(
-        "/api/payments/payfast/itn",
-        RouteClass::Webhook,
-    )],
+    route_classes: &[
+        RouteRule::exact("/api/payments/payfast/itn", RouteClass::Webhook),
+        RouteRule::exact("/api/payments/stripe/webhook", RouteClass::Webhook),
+    ],
     features,
     ..Domain::new("billing")
 };
 
 fn provide(config: &Config, provided: &mut Provided) -> anyhow::Result<()> {
-    if let Some(pf) = &config.domain::<settings::BillingSettings>().payfast {
+    let billing = config.domain::<settings::BillingSettings>();
+    if let Some(pf) = &billing.payfast {
         provided.insert(payfast::PayFastClient::new(pf)?);
+    }
+    if let Some(st) = &billing.stripe {
+        provided.insert(stripe::StripeClient::new(st)?);
     }
     Ok(())
 }
 
 fn features(state: &AppState) -> Vec<(&'static str, bool)> {
     let billing = state.config.domain::<settings::BillingSettings>();
-    // Stripe's checkout is not built yet: it is off even when its settings are present.
-    vec![("payfast", billing.payfast.is_some()), ("stripe", false)]
+    vec![
+        ("payfast", billing.payfast.is_some()),
+        ("stripe", billing.stripe.is_some()),
+    ]
 }

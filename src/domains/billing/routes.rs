@@ -27,9 +27,10 @@ use crate::{
 };
 
 use super::{
-    itn::{self, ItnAnswer},
+    itn,
     service::{self, EndChange},
     types::*,
+    webhook,
 };
 
 /// The routes of this domain.
@@ -47,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger_check))
         .routes(routes!(payfast_checkout))
         .routes(routes!(payfast_itn))
+        .routes(routes!(stripe_webhook))
 }
 
 /// The plans, with prices in cents and monthly limits.
@@ -274,5 +276,56 @@ async fn payfast_itn(
         ));
     }
     let result = itn::handle(&state, &meta, client, &body).await?;
+    Ok(AppJson(ItnAnswer { result }).into_response())
+}
+
+/// A Stripe event as delivered (its fields are checked after the signature).
+struct StripeEvent;
+
+impl utoipa::PartialSchema for StripeEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        serde_json::from_value(serde_json::json!({
+            "type": "object",
+            "description": "A Stripe event (`id`, `type`, `data.object`), signed by `Stripe-Signature`",
+        }))
+        .expect("the event schema is a valid schema")
+    }
+}
+
+impl utoipa::ToSchema for StripeEvent {}
+
+/// The `Stripe-Signature` header (its documentation; the handler reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct StripeSignature {
+    /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` (several `v1` may be given).
+    #[param(rename = "Stripe-Signature")]
+    pub stripe_signature: Option<String>,
+}
+
+/// Stripe's webhook: the signature is checked over the raw body, then the event is applied once.
+#[utoipa::path(post, path = "/api/payments/stripe/webhook", tag = "billing", params(StripeSignature),
+    request_body(content = StripeEvent, content_type = "application/json"), responses(
+    (status = 200, description = "Verified: applied now, already applied before, or of no effect", body = ItnAnswer),
+    (status = 400, description = "Refused (signature, age, order, amount); nothing changed", body = Problem, content_type = "application/problem+json")))]
+async fn stripe_webhook(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime_guess::mime::Mime>().ok())
+        .is_some_and(|m| m.essence_str() == "application/json");
+    if !json {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let result = webhook::handle(&state, &meta, signature, &body).await?;
     Ok(AppJson(ItnAnswer { result }).into_response())
 }

@@ -15,6 +15,7 @@ use super::{
     ledger, payfast,
     settings::{BillingSettings, PayFastSettings},
     store::{self, OrderRow, SubscriptionRow},
+    stripe::{NewSession, StripeClient},
     types::*,
 };
 
@@ -203,6 +204,7 @@ async fn price(state: &AppState, user: &str, req: &CheckoutRequest) -> Result<Or
         description,
         status: "pending".into(),
         idempotency_key: None,
+        redirect_url: None,
         created_at: now_micros(),
     })
 }
@@ -245,9 +247,12 @@ fn provider_ready(state: &AppState, req: &CheckoutRequest) -> Result<(), AppErro
             }
             Ok(())
         }
-        Provider::Stripe => Err(AppError::NotConfigured(
-            "Stripe is not configured on this server: its checkout is not available.".into(),
+        Provider::Stripe if settings(state).stripe.is_none() => Err(AppError::NotConfigured(
+            "Stripe is not configured on this server (STRIPE_SECRET_KEY and \
+             STRIPE_WEBHOOK_SECRET are unset)."
+                .into(),
         )),
+        Provider::Stripe => Ok(()),
     }
 }
 
@@ -261,7 +266,7 @@ pub async fn checkout(
     provider_ready(state, req)?;
     if let Some(key) = key {
         if let Some(order) = store::order_by_key(state.db.pool(), &user.id, key).await? {
-            return replay(state, user, &order, req);
+            return replay(state, user, &order, req).await;
         }
     }
     let order = OrderRow {
@@ -274,14 +279,14 @@ pub async fn checkout(
         let first = store::order_by_key(state.db.pool(), &user.id, key)
             .await?
             .ok_or_else(|| anyhow::anyhow!("an order conflicted on its key but is not there"))?;
-        return replay(state, user, &first, req);
+        return replay(state, user, &first, req).await;
     }
     tracing::info!(order_id = %order.id, kind = %order.kind, product = %order.product,
         amount_cents = order.amount_cents, "checkout order made");
-    respond(state, user, &order)
+    respond(state, user, &order).await
 }
 
-fn replay(
+async fn replay(
     state: &AppState,
     user: &User,
     order: &OrderRow,
@@ -292,10 +297,17 @@ fn replay(
             "This Idempotency-Key was already used for a different checkout.".into(),
         ));
     }
-    respond(state, user, order)
+    respond(state, user, order).await
 }
 
-fn respond(state: &AppState, user: &User, order: &OrderRow) -> Result<CheckoutResponse, AppError> {
+async fn respond(
+    state: &AppState,
+    user: &User,
+    order: &OrderRow,
+) -> Result<CheckoutResponse, AppError> {
+    if order.provider == "stripe" {
+        return stripe_checkout(state, user, order).await;
+    }
     let pf = payfast_on(state)?;
     Ok(CheckoutResponse {
         order_id: order.id.clone(),
@@ -306,6 +318,59 @@ fn respond(state: &AppState, user: &User, order: &OrderRow) -> Result<CheckoutRe
             method: RedirectMethod::Post,
             url: pf.process_url.clone(),
             fields: Some(payfast_fields(state, pf, user, order)),
+        },
+    })
+}
+
+/// Stripe's hosted page for `order`: made once through the API (the order id is the
+/// idempotency key, so concurrent retries get the same session) and kept with the order.
+async fn stripe_checkout(
+    state: &AppState,
+    user: &User,
+    order: &OrderRow,
+) -> Result<CheckoutResponse, AppError> {
+    let url = match &order.redirect_url {
+        Some(url) => url.clone(),
+        None => {
+            let base = state.config.public_base_url.as_str().trim_end_matches('/');
+            let cycle = order.cycle.as_deref().and_then(Cycle::parse);
+            let session = NewSession {
+                order_id: &order.id,
+                mode: if cycle.is_some() {
+                    "subscription"
+                } else {
+                    "payment"
+                },
+                amount_cents: order.amount_cents,
+                description: &order.description,
+                interval: cycle.map(|c| match c {
+                    Cycle::Monthly => "month",
+                    Cycle::Yearly => "year",
+                }),
+                email: &user.email,
+                success_url: format!("{base}/billing/success?order={}", order.id),
+                cancel_url: format!("{base}/billing/cancel?order={}", order.id),
+            };
+            let made = state
+                .get::<StripeClient>()
+                .create_session(&session)
+                .await
+                .map_err(|e| {
+                    AppError::Unavailable(format!("Stripe made no checkout session: {e}"))
+                })?;
+            store::set_redirect(state.db.pool(), &order.id, &made.url).await?;
+            made.url
+        }
+    };
+    Ok(CheckoutResponse {
+        order_id: order.id.clone(),
+        provider: Provider::Stripe,
+        amount_cents: order.amount_cents,
+        currency: Currency::Zar,
+        redirect: Redirect {
+            method: RedirectMethod::Get,
+            url,
+            fields: None,
         },
     })
 }

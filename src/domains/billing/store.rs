@@ -58,6 +58,8 @@ pub struct OrderRow {
     pub status: String,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<String>,
+    /// The provider's payment page, once made (Stripe).
+    pub redirect_url: Option<String>,
     /// When it was made (µs).
     pub created_at: i64,
 }
@@ -191,7 +193,8 @@ pub async fn pack_by_code<'c>(
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, kind, product, cycle, provider, amount_cents, \
-                             credit_cents, description, status, idempotency_key, created_at";
+                             credit_cents, description, status, idempotency_key, redirect_url, \
+                             created_at";
 
 fn order(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
@@ -206,6 +209,7 @@ fn order(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         description: row.try_get("description")?,
         status: row.try_get("status")?,
         idempotency_key: row.try_get("idempotency_key")?,
+        redirect_url: row.try_get("redirect_url")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -271,6 +275,20 @@ pub async fn order_by_key<'c>(
         .as_ref()
         .map(order)
         .transpose()
+}
+
+/// Keeps the provider's payment page of an order.
+pub async fn set_redirect<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    url: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE billing_orders SET redirect_url = $2 WHERE id = $1")
+        .bind(id.to_owned())
+        .bind(url.to_owned())
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Marks an order paid (the first payment of it).

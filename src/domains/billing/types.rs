@@ -545,3 +545,22 @@ pub struct LedgerCheck {
     /// Transactions whose entries do not sum to zero (always 0 unless something is wrong).
     pub unbalanced: i64,
 }
+
+/// What a verified provider notification (PayFast ITN, Stripe event) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItnResult {
+    /// It had its effect now.
+    Applied,
+    /// It had its effect before: nothing changed.
+    Duplicate,
+    /// A status with no effect here (`PENDING`, `FAILED`, or a cancel of nothing).
+    Ignored,
+}
+
+/// The answer to a provider's notification.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ItnAnswer {
+    /// What the notification did.
+    pub result: ItnResult,
+}
