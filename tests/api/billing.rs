@@ -37,6 +37,7 @@ on_both_backends!(
     another_users_invoice_is_404_and_an_admin_sees_it,
     cancel_resume_and_switching_to_free_change_only_a_running_paid_plan,
     the_ledger_check_is_for_admins_only,
+    an_unpaid_period_is_past_due_for_the_grace_days_then_free,
 );
 
 const MERCHANT_ID: &str = "10000100";
@@ -1050,5 +1051,47 @@ async fn the_ledger_check_is_for_admins_only(backend: Backend) {
     assert_eq!(
         ledger_check(&app).await,
         json!({"transactions": 0, "unbalanced": 0})
+    );
+}
+
+async fn an_unpaid_period_is_past_due_for_the_grace_days_then_free(backend: Backend) {
+    let (app, _fake) = spawn_with_payfast(backend, &[("BILLING_GRACE_DAYS", "3")]).await;
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    itn_result(post_itn(&app, itn(&order_id, "9201", "529.00", "COMPLETE")).await).await;
+    let day = 86_400_000_000_i64;
+    let ended = |days_ago: i64| {
+        let end = chrono::Utc::now().timestamp_micros() - days_ago * day;
+        sqlx::query("UPDATE billing_subscriptions SET current_period_end = $1")
+            .bind(end)
+            .execute(app.state.db.pool())
+    };
+    ended(2).await.unwrap();
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(
+        (sub["plan"].as_str(), sub["status"].as_str()),
+        (Some("pro"), Some("past_due"))
+    );
+    assert_problem(
+        authed(
+            &app,
+            Method::POST,
+            "/api/billing/subscription/cancel",
+            &s.access,
+        )
+        .send()
+        .await
+        .unwrap(),
+        409,
+    )
+    .await;
+    ended(4).await.unwrap();
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(
+        (sub["plan"].as_str(), sub["status"].as_str()),
+        (Some("free"), Some("active"))
     );
 }

@@ -68,8 +68,9 @@ pub async fn packs(state: &AppState) -> Result<Vec<CreditPackView>, AppError> {
 }
 
 /// The subscription as it stands at `now` (µs): an account without a row is on free; a paid
-/// period that ended is free again when it was set to end, else past due.
-pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64) -> SubscriptionView {
+/// period that ended is free again when it was set to end, else past due for `grace` (µs,
+/// `BILLING_GRACE_DAYS`), then free.
+pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64, grace: i64) -> SubscriptionView {
     let free = SubscriptionView {
         plan: PlanCode::Free,
         cycle: None,
@@ -82,7 +83,10 @@ pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64) -> Subscriptio
     let Some(row) = row else { return free };
     let plan = PlanCode::parse(&row.plan).unwrap_or(PlanCode::Free);
     let ended = row.current_period_end.is_none_or(|end| end <= now);
-    if plan == PlanCode::Free || (ended && row.cancel_at_period_end) {
+    let grace_over = row
+        .current_period_end
+        .is_none_or(|end| end.saturating_add(grace) <= now);
+    if plan == PlanCode::Free || (ended && (row.cancel_at_period_end || grace_over)) {
         return free;
     }
     let status = if ended {
@@ -101,10 +105,15 @@ pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64) -> Subscriptio
     }
 }
 
+/// `BILLING_GRACE_DAYS` in microseconds.
+fn grace(state: &AppState) -> i64 {
+    i64::from(settings(state).grace_days) * 86_400 * 1_000_000
+}
+
 /// The caller's subscription.
 pub async fn subscription(state: &AppState, user: &str) -> Result<SubscriptionView, AppError> {
     let row = store::subscription(state.db.pool(), user).await?;
-    Ok(subscription_view(row.as_ref(), now_micros()))
+    Ok(subscription_view(row.as_ref(), now_micros(), grace(state)))
 }
 
 /// What a change of the cancel flag asks for.
@@ -127,7 +136,7 @@ pub async fn change_end(
     let mut tx = state.db.begin().await?;
     let now = now_micros();
     let row = store::subscription(&mut *tx, user).await?;
-    let view = subscription_view(row.as_ref(), now);
+    let view = subscription_view(row.as_ref(), now, grace(state));
     let running = view.plan != PlanCode::Free && view.status == SubscriptionStatus::Active;
     let row = match row {
         Some(row) if running => row,
@@ -149,7 +158,7 @@ pub async fn change_end(
     };
     store::save_subscription(&mut tx, &updated, now).await?;
     tx.commit().await?;
-    Ok(subscription_view(Some(&updated), now))
+    Ok(subscription_view(Some(&updated), now, grace(state)))
 }
 
 /// The order a checkout request makes, priced from the catalogue.
