@@ -38,6 +38,7 @@ on_both_backends!(
     cancel_resume_and_switching_to_free_change_only_a_running_paid_plan,
     the_ledger_check_is_for_admins_only,
     an_unpaid_period_is_past_due_for_the_grace_days_then_free,
+    two_paid_periods_of_one_plan_at_once_extend_it_twice,
 );
 
 const MERCHANT_ID: &str = "10000100";
@@ -1093,5 +1094,45 @@ async fn an_unpaid_period_is_past_due_for_the_grace_days_then_free(backend: Back
     assert_eq!(
         (sub["plan"].as_str(), sub["status"].as_str()),
         (Some("free"), Some("active"))
+    );
+}
+
+async fn two_paid_periods_of_one_plan_at_once_extend_it_twice(backend: Backend) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    let s = register_customer(&app).await;
+    let mut bodies = Vec::new();
+    for i in 0..2 {
+        let id = order(&app, &s.access, pro_monthly()).await["order_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        bodies.push(itn(&id, &format!("930{i}"), "529.00", "COMPLETE"));
+    }
+    let answers = futures::future::join_all(bodies.into_iter().map(|b| post_itn(&app, b))).await;
+    for res in answers {
+        assert_eq!(itn_result(res).await, "applied");
+    }
+    // The second payment to commit extends the first's period: two months from the first. (The
+    // invoice counter's row serialises paying transactions; this holds the rule if that changes.)
+    let sub = subscription(&app, &s.access).await;
+    let (start, end) = (
+        at(&sub["current_period_start"]),
+        at(&sub["current_period_end"]),
+    );
+    let month = chrono::Months::new(1);
+    assert_eq!(end, start.checked_add_months(month).unwrap(), "{sub}");
+    let paid: Vec<i64> = sqlx::query("SELECT paid_at FROM billing_invoices")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("paid_at"))
+        .collect();
+    assert!(
+        paid.iter().any(|p| {
+            let first = chrono::DateTime::from_timestamp_micros(*p).unwrap();
+            first.checked_add_months(month) == Some(start)
+        }),
+        "{sub} {paid:?}"
     );
 }

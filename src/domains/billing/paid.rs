@@ -166,6 +166,9 @@ async fn extend(
     payment: &Payment,
     now: i64,
 ) -> Result<(), AppError> {
+    // Safe to read then write: this transaction already holds the invoice counter's row (taken
+    // in `pay`), so paying transactions run one after the other and this read sees the period
+    // any earlier payment extended.
     let current = store::subscription(&mut *conn, &order.user_id).await?;
     let cycle = order
         .cycle
