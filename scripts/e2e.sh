@@ -80,8 +80,9 @@ echo "e2e: /docs/ renders the API operations in headless Chromium"
 # The contract: schemathesis with every check on every operation, authenticated as an admin, with
 # a fixed seed and a bounded number of examples per operation, on each database. The per-IP rate
 # limits are lifted and automatic bans are off so that the run reaches the handlers from one
-# address (429 and 403 stay documented on every guarded route); everything else is the default
-# configuration.
+# address (429 and 403 stay documented on every guarded route), and PayFast is configured with
+# its public sandbox merchant so that checkouts answer their forms (notifications from this
+# address are refused: it is not one of PayFast's); everything else is the default configuration.
 [ -f target/services.env ] && . target/services.env
 SCHEMATHESIS_EXAMPLES=${SCHEMATHESIS_EXAMPLES:-25}
 contract() { # contract LABEL DATABASE_URL
@@ -90,7 +91,8 @@ contract() { # contract LABEL DATABASE_URL
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   local env=(AUTORISEN_ENV=test SECRET_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     DATABASE_URL="$url" DATA_DIR="$dir" PORT="$port" LOG_LEVEL=warn
-    RATE_LIMIT_GENERAL=1000000/60 RATE_LIMIT_AUTH=1000000/60 ABUSE_BAN_THRESHOLD=0)
+    RATE_LIMIT_GENERAL=1000000/60 RATE_LIMIT_AUTH=1000000/60 ABUSE_BAN_THRESHOLD=0
+    PAYFAST_MERCHANT_ID=10000100 PAYFAST_MERCHANT_KEY=46f0cd694581a PAYFAST_PASSPHRASE=jt7NOE43FZPn)
   local admin_password revoker_password
   admin_password="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   revoker_password="e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"

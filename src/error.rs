@@ -94,6 +94,10 @@ pub enum AppError {
     /// 503: the database cannot store anything (full disk, read-only file, I/O error).
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// 503: a feature this request needs is turned off in this deployment (a payment provider
+    /// without its settings); the detail, sent as is, says which.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
     /// 500: a bug or an unexpected failure; the cause is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -117,7 +121,9 @@ impl AppError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Storage(_) | Self::NotConfigured(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -128,7 +134,8 @@ impl AppError {
             | Self::Unauthorized(d)
             | Self::Forbidden(d)
             | Self::NotFound(d)
-            | Self::Conflict(d) => d.clone(),
+            | Self::Conflict(d)
+            | Self::NotConfigured(d) => d.clone(),
             Self::TooManyRequests { detail, .. } => detail.clone(),
             Self::PayloadTooLarge => {
                 "The request body is larger than this endpoint accepts.".into()

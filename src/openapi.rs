@@ -106,6 +106,16 @@ pub fn finish(mut api: utoipa::openapi::OpenApi, routes: &RouteTable) -> utoipa:
                         rate_limit_headers(response, status == "429");
                     }
                 }
+            } else if guarded {
+                // A webhook has no rate limit, but the per-client in-flight cap still applies.
+                add(
+                    "429",
+                    "Too many of this client's requests are in progress; `Retry-After` says when \
+                     to retry",
+                );
+                if let Some(RefOr::T(response)) = responses.get_mut("429") {
+                    retry_after_header(response);
+                }
             }
         }
     }
@@ -148,17 +158,22 @@ fn rate_limit_headers(response: &mut Response, refused: bool) {
             .build(),
     );
     if refused {
-        response.headers.insert(
-            "Retry-After".into(),
-            HeaderBuilder::new()
-                .schema(
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(1))
-                        .build(),
-                )
-                .description(Some("Seconds until a retry can succeed"))
-                .build(),
-        );
+        retry_after_header(response);
     }
+}
+
+/// Documents `Retry-After` (seconds) on a refusal.
+fn retry_after_header(response: &mut Response) {
+    response.headers.insert(
+        "Retry-After".into(),
+        HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .build(),
+            )
+            .description(Some("Seconds until a retry can succeed"))
+            .build(),
+    );
 }

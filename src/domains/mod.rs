@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod health;
 pub mod ops;
 pub mod protection;
@@ -20,6 +21,7 @@ pub const DOMAINS: &[Domain] = &[
     auth::DOMAIN,
     admin::DOMAIN,
     ops::DOMAIN,
+    billing::DOMAIN,
 ];
 
 /// The settings readers of every domain, for [`crate::config::Config::from_lookup`].

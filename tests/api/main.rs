@@ -7,6 +7,8 @@ mod admin;
 mod auth;
 mod auth_helpers;
 mod bans;
+mod billing;
+mod billing_stripe;
 mod cli;
 mod compat;
 mod connections;

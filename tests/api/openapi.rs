@@ -60,6 +60,20 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/admin/jobs/{id}/retry"),
     ("get", "/api/admin/jobs/schedules"),
     ("post", "/api/admin/jobs/schedules/{name}/run"),
+    ("get", "/api/billing/plans"),
+    ("get", "/api/billing/credit-packs"),
+    ("get", "/api/billing/subscription"),
+    ("post", "/api/billing/subscription"),
+    ("post", "/api/billing/subscription/cancel"),
+    ("post", "/api/billing/subscription/resume"),
+    ("post", "/api/billing/checkout"),
+    ("get", "/api/billing/invoices"),
+    ("get", "/api/billing/invoices/{id}"),
+    ("get", "/api/billing/credits"),
+    ("get", "/api/admin/ledger/check"),
+    ("post", "/api/payments/payfast/checkout"),
+    ("post", "/api/payments/payfast/itn"),
+    ("post", "/api/payments/stripe/webhook"),
 ];
 
 async fn spec(app: &TestApp) -> serde_json::Value {

@@ -1,0 +1,156 @@
+//! Stripe's webhook: the `Stripe-Signature` is checked over the raw body before it is parsed;
+//! `checkout.session.completed` pays its order (amount and currency checked against ours) and
+//! `customer.subscription.deleted` ends the subscription, each exactly once (the session or
+//! subscription id is claimed first). Other events answer 200 and do nothing.
+
+use serde_json::Value;
+
+use crate::{
+    db::types::now_micros,
+    domains::audit::{self, Event, Outcome, RequestMeta},
+    error::AppError,
+    state::AppState,
+};
+
+use super::{
+    paid::{self, Failure, Payment},
+    settings::BillingSettings,
+    store, stripe,
+    types::ItnResult,
+};
+
+/// Why an event was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Off,
+    Signature,
+    Malformed,
+    UnknownOrder,
+    Amount,
+    AlreadyPaid,
+}
+
+impl Refusal {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Off => "stripe_off",
+            Self::Signature => "signature",
+            Self::Malformed => "malformed",
+            Self::UnknownOrder => "unknown_order",
+            Self::Amount => "amount",
+            Self::AlreadyPaid => "order_already_paid",
+        }
+    }
+
+    fn detail(self) -> &'static str {
+        match self {
+            Self::Off => "Stripe events are not accepted: Stripe is not configured.",
+            Self::Signature => "The Stripe-Signature does not sign this body, or is too old.",
+            Self::Malformed => "The event is not a Stripe event.",
+            Self::UnknownOrder => "The event names no Stripe order of ours.",
+            Self::Amount => "The event's amount or currency is not the order's.",
+            Self::AlreadyPaid => "The order was already paid with another payment.",
+        }
+    }
+}
+
+/// Handles one delivery: `signature` is the `Stripe-Signature` header, `body` the raw body.
+pub async fn handle(
+    state: &AppState,
+    meta: &RequestMeta,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<ItnResult, AppError> {
+    match verify_and_apply(state, meta, signature, body).await {
+        Ok(result) => result,
+        Err((refusal, event)) => {
+            tracing::warn!(reason = refusal.code(), event = %event, client = %meta.ip,
+                "a Stripe event was refused");
+            let details = serde_json::json!({
+                "provider": "stripe", "reason": refusal.code(), "event_id": event,
+            });
+            let mut tx = state.db.begin().await?;
+            let event = Event {
+                actor: None,
+                action: "payment_notification_refused",
+                target: None,
+                outcome: Outcome::Failure,
+                details,
+            };
+            audit::record(&mut tx, meta, event).await?;
+            tx.commit().await?;
+            Err(AppError::BadRequest(refusal.detail().into()))
+        }
+    }
+}
+
+type Refused = (Refusal, String);
+
+fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+async fn verify_and_apply(
+    state: &AppState,
+    meta: &RequestMeta,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<Result<ItnResult, AppError>, Refused> {
+    let unnamed = || String::new();
+    let Some(settings) = state.config.domain::<BillingSettings>().stripe.as_ref() else {
+        return Err((Refusal::Off, unnamed()));
+    };
+    let now = now_micros() / 1_000_000;
+    let secret = settings.webhook_secret.expose();
+    if !signature.is_some_and(|s| stripe::signed(s, body, secret, now)) {
+        return Err((Refusal::Signature, unnamed()));
+    }
+    let event: Value = serde_json::from_slice(body).map_err(|_| (Refusal::Malformed, unnamed()))?;
+    let id: String = text(&event, "/id")
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(64).collect())
+        .ok_or((Refusal::Malformed, unnamed()))?;
+    let object = event.pointer("/data/object").cloned().unwrap_or_default();
+    let kind = text(&event, "/type").unwrap_or_default();
+    let wants = match kind {
+        "checkout.session.completed" => "COMPLETE",
+        "customer.subscription.deleted" => "CANCELLED",
+        _ => return Ok(Ok(ItnResult::Ignored)),
+    };
+    let order_id = text(&object, "/metadata/order_id")
+        .or_else(|| text(&object, "/client_reference_id"))
+        .filter(|o| uuid::Uuid::try_parse(o).is_ok())
+        .ok_or_else(|| (Refusal::UnknownOrder, id.clone()))?;
+    let object_id = text(&object, "/id")
+        .filter(|o| !o.is_empty() && o.len() <= 255)
+        .ok_or_else(|| (Refusal::Malformed, id.clone()))?;
+    let order = match store::order_by_id(state.db.pool(), order_id).await {
+        Ok(Some(o)) if o.provider == "stripe" => o,
+        Ok(_) => return Err((Refusal::UnknownOrder, id)),
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let payment = Payment {
+        provider: "stripe",
+        payment_id: object_id.to_owned(),
+        order_id: order.id.clone(),
+        token: text(&object, "/subscription").map(str::to_owned),
+    };
+    let result = if wants == "COMPLETE" {
+        let amount = object.pointer("/amount_total").and_then(Value::as_i64);
+        let currency = text(&object, "/currency");
+        if amount.is_none_or(|a| (a - order.amount_cents).abs() > 1) || currency != Some("zar") {
+            return Err((Refusal::Amount, id));
+        }
+        if text(&object, "/payment_status") != Some("paid") {
+            return Ok(Ok(ItnResult::Ignored));
+        }
+        paid::pay(state, meta, &payment).await
+    } else {
+        paid::cancel(state, meta, &payment).await
+    };
+    match result {
+        Ok(r) => Ok(Ok(r)),
+        Err(Failure::AlreadyPaid) => Err((Refusal::AlreadyPaid, id)),
+        Err(Failure::UnknownOrder) => Err((Refusal::UnknownOrder, id)),
+        Err(Failure::App(e)) => Ok(Err(e)),
+    }
+}
