@@ -42,6 +42,11 @@ pub async fn get_authed(app: &TestApp, path: &str, token: &str) -> Response {
     authed(app, Method::GET, path, token).send().await.unwrap()
 }
 
+/// `GET path` with `token`, its body as JSON (whatever the status).
+pub async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
+    get_authed(app, path, token).await.json().await.unwrap()
+}
+
 /// `POST path` with a bearer token and a JSON body.
 pub async fn post_authed(app: &TestApp, path: &str, token: &str, body: &Value) -> Response {
     authed(app, Method::POST, path, token)

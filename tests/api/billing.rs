@@ -267,11 +267,7 @@ async fn a_new_account_is_on_free_and_active(backend: Backend) {
                "current_period_end": null, "cancel_at_period_end": false, "provider": null})
     );
     assert_problem(app.get("/api/billing/subscription").await, 401).await;
-    let credits: Value = get_authed(&app, "/api/billing/credits", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let credits = get_json(&app, "/api/billing/credits", &s.access).await;
     assert_eq!(credits["balance_cents"], 0);
     assert_eq!(credits["transactions"], json!([]));
 }
@@ -464,20 +460,12 @@ async fn a_complete_itn_pays_the_order_once_with_invoice_ledger_and_receipt(back
     let res = post_itn(&app, itn(&order_id, "1089250", "529.00", "COMPLETE")).await;
     assert_eq!(itn_result(res).await, "applied");
     assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
-    let sub: Value = get_authed(&app, "/api/billing/subscription", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sub = subscription(&app, &s.access).await;
     assert_eq!(sub["plan"], "pro");
     assert_eq!(sub["status"], "active");
     assert_eq!(sub["cycle"], "monthly");
     assert_eq!(sub["provider"], "payfast");
-    let invoices: Value = get_authed(&app, "/api/billing/invoices", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let invoices = get_json(&app, "/api/billing/invoices", &s.access).await;
     assert_eq!(invoices["total"], 1);
     let invoice = &invoices["items"][0];
     assert_eq!(invoice["number"], format!("CC-{}-000001", year()));
@@ -745,11 +733,7 @@ async fn ten_identical_itns_at_once_have_exactly_one_effect(backend: Backend) {
 }
 
 async fn subscription(app: &TestApp, token: &str) -> Value {
-    get_authed(app, "/api/billing/subscription", token)
-        .await
-        .json()
-        .await
-        .unwrap()
+    get_json(app, "/api/billing/subscription", token).await
 }
 
 fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
@@ -781,11 +765,7 @@ async fn a_renewal_itn_extends_the_period_and_makes_a_new_invoice(backend: Backe
         at(&renewed["current_period_end"]),
         end.checked_add_months(chrono::Months::new(1)).unwrap()
     );
-    let invoices: Value = get_authed(&app, "/api/billing/invoices?per_page=1&page=1", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let invoices = get_json(&app, "/api/billing/invoices?per_page=1&page=1", &s.access).await;
     assert_eq!(invoices["total"], 2);
     assert_eq!(invoices["items"].as_array().unwrap().len(), 1);
     let numbers: Vec<String> = sqlx::query("SELECT number FROM billing_invoices ORDER BY number")
@@ -858,11 +838,7 @@ async fn a_credit_pack_payment_adds_credits_read_from_a_balanced_ledger(backend:
     assert_eq!(body["amount_cents"], 50000);
     let res = post_itn(&app, itn(&order_id, "7001", "500.00", "COMPLETE")).await;
     assert_eq!(itn_result(res).await, "applied");
-    let credits: Value = get_authed(&app, "/api/billing/credits", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let credits = get_json(&app, "/api/billing/credits", &s.access).await;
     assert_eq!(credits["balance_cents"], 52500);
     assert_eq!(credits["transactions"].as_array().unwrap().len(), 1);
     assert_eq!(credits["transactions"][0]["amount_cents"], 52500);
@@ -915,11 +891,7 @@ async fn invoice_numbers_stay_sequential_without_gaps_under_concurrent_payments(
         .collect();
     let expected: Vec<String> = (1..=8).map(|n| format!("CC-{}-{n:06}", year())).collect();
     assert_eq!(numbers, expected);
-    let credits: Value = get_authed(&app, "/api/billing/credits", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let credits = get_json(&app, "/api/billing/credits", &s.access).await;
     assert_eq!(credits["balance_cents"], 80000);
 }
 
@@ -933,11 +905,7 @@ async fn another_users_invoice_is_404_and_an_admin_sees_it(backend: Backend) {
     itn_result(post_itn(&app, itn(&order_id, "9001", "529.00", "COMPLETE")).await).await;
     let id = count_id(&app).await;
     let path = format!("/api/billing/invoices/{id}");
-    let mine: Value = get_authed(&app, &path, &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mine = get_json(&app, &path, &s.access).await;
     assert_eq!(mine["id"], id);
     let other = register_customer(&app).await;
     let theirs = assert_problem(get_authed(&app, &path, &other.access).await, 404).await;
@@ -960,11 +928,7 @@ async fn another_users_invoice_is_404_and_an_admin_sees_it(backend: Backend) {
         404,
     )
     .await;
-    let list: Value = get_authed(&app, "/api/billing/invoices", &other.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&app, "/api/billing/invoices", &other.access).await;
     assert_eq!(list["total"], 0);
     assert_eq!(app.admin_get(&path).await["number"], mine["number"]);
 }

@@ -207,18 +207,10 @@ async fn a_signed_checkout_completed_event_pays_the_order_once(backend: Backend)
     let body = completed("evt_1", "cs_test_1", &order_id, 52900);
     let sig = signature(&body, now(), WEBHOOK_SECRET);
     assert_eq!(result(deliver(&app, &body, &sig).await).await, "applied");
-    let sub: Value = get_authed(&app, "/api/billing/subscription", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sub = get_json(&app, "/api/billing/subscription", &s.access).await;
     assert_eq!(sub["plan"], "pro");
     assert_eq!(sub["provider"], "stripe");
-    let invoices: Value = get_authed(&app, "/api/billing/invoices", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let invoices = get_json(&app, "/api/billing/invoices", &s.access).await;
     assert_eq!(invoices["total"], 1);
     assert_eq!(invoices["items"][0]["provider"], "stripe");
     assert_eq!(invoices["items"][0]["provider_payment_id"], "cs_test_1");
@@ -339,11 +331,7 @@ async fn a_deleted_stripe_subscription_ends_with_its_paid_period(backend: Backen
         result(deliver(&app, &deleted, &sig).await).await,
         "duplicate"
     );
-    let sub: Value = get_authed(&app, "/api/billing/subscription", &s.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sub = get_json(&app, "/api/billing/subscription", &s.access).await;
     assert_eq!(sub["status"], "canceled");
     assert_eq!(sub["cancel_at_period_end"], true);
 }

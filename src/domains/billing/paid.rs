@@ -51,26 +51,34 @@ impl<E: Into<AppError>> From<E> for Failure {
     }
 }
 
-/// Pays the order once: invoice, ledger, plan or credits, receipt, audit.
-pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<ItnResult, Failure> {
-    let now = now_micros();
+/// Opens the transaction of notification `v` (its `status`), claiming its payment id first:
+/// `None` (rolled back) when it was claimed before, else the transaction and the order.
+async fn claim(
+    state: &AppState,
+    v: &Payment,
+    status: &str,
+    now: i64,
+) -> Result<Option<(sqlx::Transaction<'static, sqlx::Any>, OrderRow)>, Failure> {
     let mut tx = state.db.begin().await?;
-    let claimed = store::claim_notification(
-        &mut tx,
-        v.provider,
-        &v.payment_id,
-        "COMPLETE",
-        &v.order_id,
-        now,
-    )
-    .await?;
+    let claimed =
+        store::claim_notification(&mut tx, v.provider, &v.payment_id, status, &v.order_id, now)
+            .await?;
     if !claimed {
         tx.rollback().await?;
-        return Ok(ItnResult::Duplicate);
+        return Ok(None);
     }
     let order = store::order_by_id(&mut *tx, &v.order_id)
         .await?
         .ok_or(Failure::UnknownOrder)?;
+    Ok(Some((tx, order)))
+}
+
+/// Pays the order once: invoice, ledger, plan or credits, receipt, audit.
+pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<ItnResult, Failure> {
+    let now = now_micros();
+    let Some((mut tx, order)) = claim(state, v, "COMPLETE", now).await? else {
+        return Ok(ItnResult::Duplicate);
+    };
     if order.kind == "credits" && order.status == "paid" {
         tx.rollback().await?;
         return Err(Failure::AlreadyPaid);
@@ -209,23 +217,9 @@ pub async fn cancel(
     v: &Payment,
 ) -> Result<ItnResult, Failure> {
     let now = now_micros();
-    let mut tx = state.db.begin().await?;
-    let claimed = store::claim_notification(
-        &mut tx,
-        v.provider,
-        &v.payment_id,
-        "CANCELLED",
-        &v.order_id,
-        now,
-    )
-    .await?;
-    if !claimed {
-        tx.rollback().await?;
+    let Some((mut tx, order)) = claim(state, v, "CANCELLED", now).await? else {
         return Ok(ItnResult::Duplicate);
-    }
-    let order = store::order_by_id(&mut *tx, &v.order_id)
-        .await?
-        .ok_or(Failure::UnknownOrder)?;
+    };
     let Some(current) = store::subscription(&mut *tx, &order.user_id)
         .await?
         .filter(|s| s.plan == order.product && s.status != "canceled")
