@@ -39,6 +39,7 @@ on_both_backends!(
     the_ledger_check_is_for_admins_only,
     an_unpaid_period_is_past_due_for_the_grace_days_then_free,
     two_paid_periods_of_one_plan_at_once_extend_it_twice,
+    a_cancel_at_the_same_time_as_a_renewal_keeps_the_renewed_period,
 );
 
 const MERCHANT_ID: &str = "10000100";
@@ -1076,8 +1077,8 @@ async fn two_paid_periods_of_one_plan_at_once_extend_it_twice(backend: Backend) 
     for res in answers {
         assert_eq!(itn_result(res).await, "applied");
     }
-    // The second payment to commit extends the first's period: two months from the first. (The
-    // invoice counter's row serialises paying transactions; this holds the rule if that changes.)
+    // The second payment to commit extends the first's period: two months from the first (each
+    // payment takes the account's subscription row before reading the period).
     let sub = subscription(&app, &s.access).await;
     let (start, end) = (
         at(&sub["current_period_start"]),
@@ -1099,4 +1100,37 @@ async fn two_paid_periods_of_one_plan_at_once_extend_it_twice(backend: Backend) 
         }),
         "{sub} {paid:?}"
     );
+}
+
+async fn a_cancel_at_the_same_time_as_a_renewal_keeps_the_renewed_period(backend: Backend) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    // A cancel reads the subscription and writes it back with its flag set: without the row
+    // taken first, a renewal committed in between was overwritten with the old period.
+    for round in 0..12 {
+        let s = register_customer(&app).await;
+        let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = itn(&order_id, &format!("95{round:02}1"), "529.00", "COMPLETE");
+        assert_eq!(itn_result(post_itn(&app, first).await).await, "applied");
+        let end = at(&subscription(&app, &s.access).await["current_period_end"]);
+        let renewal = itn(&order_id, &format!("95{round:02}2"), "529.00", "COMPLETE");
+        let cancel = authed(
+            &app,
+            Method::POST,
+            "/api/billing/subscription/cancel",
+            &s.access,
+        )
+        .send();
+        let (renewed, canceled) = tokio::join!(post_itn(&app, renewal), cancel);
+        assert_eq!(itn_result(renewed).await, "applied");
+        assert_eq!(canceled.unwrap().status(), 200);
+        let sub = subscription(&app, &s.access).await;
+        assert_eq!(
+            at(&sub["current_period_end"]),
+            end.checked_add_months(chrono::Months::new(1)).unwrap(),
+            "round {round}: {sub}"
+        );
+    }
 }

@@ -74,6 +74,11 @@ async fn claim(
 }
 
 /// Pays the order once: invoice, ledger, plan or credits, receipt, audit.
+///
+/// The invoice number is taken last: the year's counter row is held from then until commit, so
+/// concurrent payments queue only for the few statements after it, not for the whole payment.
+/// What must not interleave within one account (extending its period) is ordered by the
+/// account's subscription row, taken first.
 pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<ItnResult, Failure> {
     let now = now_micros();
     let Some((mut tx, order)) = claim(state, v, "COMPLETE", now).await? else {
@@ -83,12 +88,15 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         tx.rollback().await?;
         return Err(Failure::AlreadyPaid);
     }
-    let number = store::next_invoice_number(&mut tx, from_micros(now).year()).await?;
-    let invoice = InvoiceRow {
+    if order.kind == "subscription" {
+        store::lock_subscription(&mut tx, &order.user_id, now).await?;
+    }
+    let year = from_micros(now).year();
+    let mut invoice = InvoiceRow {
         id: new_id(),
         user_id: order.user_id.clone(),
         order_id: order.id.clone(),
-        number: format!("CC-{}-{number:06}", from_micros(now).year()),
+        number: String::new(),
         status: "paid".into(),
         amount_cents: order.amount_cents,
         refunded_cents: 0,
@@ -98,7 +106,6 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         created_at: now,
         paid_at: Some(now),
     };
-    store::insert_invoice(&mut tx, &invoice).await?;
     ledger::post(&mut tx, &posting(&order, &invoice), now)
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
@@ -108,7 +115,12 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
     if order.kind == "subscription" {
         extend(&mut tx, &order, v, now).await?;
     }
-    if let Some(user) = users::service::user_by_id(&mut *tx, &order.user_id).await? {
+    let user = users::service::user_by_id(&mut *tx, &order.user_id).await?;
+    // From here to commit the year's invoice counter is held.
+    let number = store::next_invoice_number(&mut tx, year).await?;
+    invoice.number = format!("CC-{year}-{number:06}");
+    store::insert_invoice(&mut tx, &invoice).await?;
+    if let Some(user) = user {
         let email = Email {
             to: user.email,
             template: Template::Receipt {
@@ -174,9 +186,9 @@ async fn extend(
     payment: &Payment,
     now: i64,
 ) -> Result<(), AppError> {
-    // Safe to read then write: this transaction already holds the invoice counter's row (taken
-    // in `pay`), so paying transactions run one after the other and this read sees the period
-    // any earlier payment extended.
+    // Safe to read then write: `pay` took this account's subscription row first, so payments
+    // of one account run one after the other and this read sees the period any earlier payment
+    // extended.
     let current = store::subscription(&mut *conn, &order.user_id).await?;
     let cycle = order
         .cycle
@@ -220,6 +232,7 @@ pub async fn cancel(
     let Some((mut tx, order)) = claim(state, v, "CANCELLED", now).await? else {
         return Ok(ItnResult::Duplicate);
     };
+    store::lock_subscription(&mut tx, &order.user_id, now).await?;
     let Some(current) = store::subscription(&mut *tx, &order.user_id)
         .await?
         .filter(|s| s.plan == order.product && s.status != "canceled")

@@ -135,6 +135,8 @@ pub async fn change_end(
 ) -> Result<SubscriptionView, AppError> {
     let mut tx = state.db.begin().await?;
     let now = now_micros();
+    // Taken before reading, so a payment extending the period meanwhile is not overwritten.
+    store::lock_subscription(&mut tx, user, now).await?;
     let row = store::subscription(&mut *tx, user).await?;
     let view = subscription_view(row.as_ref(), now, grace(state));
     let running = view.plan != PlanCode::Free && view.status == SubscriptionStatus::Active;

@@ -405,6 +405,26 @@ pub async fn next_invoice_number(conn: &mut AnyConnection, year: i32) -> Result<
     row.try_get("last")
 }
 
+/// Takes the account's subscription row for the rest of the transaction (creating it as `free`,
+/// which reads the same as no row), so read-modify-writes of one account's subscription run one
+/// after the other on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises writers.
+pub async fn lock_subscription(
+    conn: &mut AnyConnection,
+    user: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO billing_subscriptions (user_id, plan, status, cancel_at_period_end, \
+         updated_at) VALUES ($1, 'free', 'active', FALSE, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET updated_at = billing_subscriptions.updated_at",
+    )
+    .bind(user.to_owned())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Stores a paid invoice.
 pub async fn insert_invoice(conn: &mut AnyConnection, i: &InvoiceRow) -> Result<(), sqlx::Error> {
     sqlx::query(
