@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use crate::{
-    db::types::{from_micros, new_id, now_micros},
+    db::types::{from_micros, new_id},
     domains::users::{Role, User},
     error::AppError,
     http::pagination::{Page, Pagination},
@@ -106,14 +106,18 @@ pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64, grace: i64) ->
 }
 
 /// `BILLING_GRACE_DAYS` in microseconds.
-fn grace(state: &AppState) -> i64 {
+pub(crate) fn grace(state: &AppState) -> i64 {
     i64::from(settings(state).grace_days) * 86_400 * 1_000_000
 }
 
 /// The caller's subscription.
 pub async fn subscription(state: &AppState, user: &str) -> Result<SubscriptionView, AppError> {
     let row = store::subscription(state.db.pool(), user).await?;
-    Ok(subscription_view(row.as_ref(), now_micros(), grace(state)))
+    Ok(subscription_view(
+        row.as_ref(),
+        state.clock.now_micros(),
+        grace(state),
+    ))
 }
 
 /// What a change of the cancel flag asks for.
@@ -134,7 +138,7 @@ pub async fn change_end(
     change: EndChange,
 ) -> Result<SubscriptionView, AppError> {
     let mut tx = state.db.begin().await?;
-    let now = now_micros();
+    let now = state.clock.now_micros();
     // Taken before reading, so a payment extending the period meanwhile is not overwritten.
     store::lock_subscription(&mut tx, user, now).await?;
     let row = store::subscription(&mut *tx, user).await?;
@@ -216,7 +220,8 @@ async fn price(state: &AppState, user: &str, req: &CheckoutRequest) -> Result<Or
         status: "pending".into(),
         idempotency_key: None,
         redirect_url: None,
-        created_at: now_micros(),
+        created_at: state.clock.now_micros(),
+        canceled_at: None,
     })
 }
 
