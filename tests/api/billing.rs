@@ -41,14 +41,14 @@ on_both_backends!(
     two_paid_periods_of_one_plan_at_once_extend_it_twice,
 );
 
-const MERCHANT_ID: &str = "10000100";
+pub(crate) const MERCHANT_ID: &str = "10000100";
 const MERCHANT_KEY: &str = "46f0cd694581a";
-const PASSPHRASE: &str = "jt7NOE43FZPn";
+pub(crate) const PASSPHRASE: &str = "jt7NOE43FZPn";
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A local stand-in for PayFast's validation endpoint: answers `answer`, counts calls.
 #[derive(Clone)]
-struct FakePayFast {
+pub(crate) struct FakePayFast {
     url: String,
     answer: Arc<Mutex<&'static str>>,
     calls: Arc<AtomicUsize>,
@@ -87,7 +87,10 @@ impl FakePayFast {
     }
 }
 
-async fn spawn_with_payfast(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, FakePayFast) {
+pub(crate) async fn spawn_with_payfast(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (TestApp, FakePayFast) {
     let fake = FakePayFast::start().await;
     let mut vars = vec![
         ("PAYFAST_MERCHANT_ID", MERCHANT_ID),
@@ -101,7 +104,12 @@ async fn spawn_with_payfast(backend: Backend, extra: &[(&str, &str)]) -> (TestAp
     (TestApp::spawn_with(backend, &vars).await, fake)
 }
 
-async fn checkout(app: &TestApp, token: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+pub(crate) async fn checkout(
+    app: &TestApp,
+    token: &str,
+    body: Value,
+    key: Option<&str>,
+) -> reqwest::Response {
     let mut req = authed(app, Method::POST, "/api/billing/checkout", token).json(&body);
     if let Some(key) = key {
         req = req.header("Idempotency-Key", key);
@@ -109,12 +117,12 @@ async fn checkout(app: &TestApp, token: &str, body: Value, key: Option<&str>) ->
     req.send().await.unwrap()
 }
 
-fn pro_monthly() -> Value {
+pub(crate) fn pro_monthly() -> Value {
     json!({"kind": "subscription", "plan": "pro", "cycle": "monthly", "provider": "payfast"})
 }
 
 /// Checks out `body` and answers the order's body.
-async fn order(app: &TestApp, token: &str, body: Value) -> Value {
+pub(crate) async fn order(app: &TestApp, token: &str, body: Value) -> Value {
     let res = checkout(app, token, body, None).await;
     assert_eq!(res.status(), 201);
     res.json().await.unwrap()
@@ -134,7 +142,7 @@ fn md5_hex(text: &str) -> String {
 }
 
 /// A notification as PayFast posts it, signed with `passphrase`.
-fn itn_signed(fields: &[(&str, &str)], passphrase: &str) -> String {
+pub(crate) fn itn_signed(fields: &[(&str, &str)], passphrase: &str) -> String {
     let mut pairs: Vec<(String, String)> = fields
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -144,7 +152,7 @@ fn itn_signed(fields: &[(&str, &str)], passphrase: &str) -> String {
     encode(&pairs)
 }
 
-fn itn(order_id: &str, pf_payment_id: &str, amount: &str, status: &str) -> String {
+pub(crate) fn itn(order_id: &str, pf_payment_id: &str, amount: &str, status: &str) -> String {
     itn_signed(
         &[
             ("m_payment_id", order_id),
@@ -164,7 +172,7 @@ fn itn(order_id: &str, pf_payment_id: &str, amount: &str, status: &str) -> Strin
     )
 }
 
-async fn post_itn(app: &TestApp, body: String) -> reqwest::Response {
+pub(crate) async fn post_itn(app: &TestApp, body: String) -> reqwest::Response {
     app.client
         .post(app.url("/api/payments/payfast/itn"))
         .header("content-type", FORM)
@@ -174,7 +182,7 @@ async fn post_itn(app: &TestApp, body: String) -> reqwest::Response {
         .unwrap()
 }
 
-async fn itn_result(res: reqwest::Response) -> String {
+pub(crate) async fn itn_result(res: reqwest::Response) -> String {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     body["result"].as_str().unwrap().to_owned()
@@ -732,11 +740,11 @@ async fn ten_identical_itns_at_once_have_exactly_one_effect(backend: Backend) {
     );
 }
 
-async fn subscription(app: &TestApp, token: &str) -> Value {
+pub(crate) async fn subscription(app: &TestApp, token: &str) -> Value {
     get_json(app, "/api/billing/subscription", token).await
 }
 
-fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
     value.as_str().unwrap().parse().unwrap()
 }
 

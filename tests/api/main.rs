@@ -9,6 +9,7 @@ mod auth_helpers;
 mod bans;
 mod billing;
 mod billing_stripe;
+mod billing_usage;
 mod cli;
 mod compat;
 mod connections;

@@ -7,6 +7,7 @@ pub mod itn;
 pub mod ledger;
 pub mod paid;
 pub mod payfast;
+pub mod quota;
 pub mod service;
 pub mod settings;
 pub mod stripe;

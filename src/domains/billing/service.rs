@@ -106,7 +106,7 @@ pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64, grace: i64) ->
 }
 
 /// `BILLING_GRACE_DAYS` in microseconds.
-fn grace(state: &AppState) -> i64 {
+pub(super) fn grace(state: &AppState) -> i64 {
     i64::from(settings(state).grace_days) * 86_400 * 1_000_000
 }
 
