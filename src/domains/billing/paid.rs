@@ -26,12 +26,26 @@ use super::{
 pub struct Payment {
     /// `payfast` or `stripe`.
     pub provider: &'static str,
-    /// The provider's id of the payment (PayFast's `pf_payment_id`, Stripe's session id).
+    /// The provider's id of the payment (PayFast's `pf_payment_id`, Stripe's session or
+    /// invoice id).
     pub payment_id: String,
     /// Our order.
     pub order_id: String,
-    /// The provider's subscription token, if any.
+    /// The provider's subscription token, if any (PayFast's `token`, Stripe's `sub_…`).
     pub token: Option<String>,
+}
+
+impl Payment {
+    /// Whether this payment may apply to `order`: once a subscription order was paid with a
+    /// provider token, every later payment of it must name the same one (a renewal of another
+    /// subscription, or a forged one, must not extend this one).
+    fn token_matches(&self, order: &OrderRow) -> bool {
+        order.kind != "subscription"
+            || order
+                .provider_token
+                .as_deref()
+                .is_none_or(|kept| self.token.as_deref() == Some(kept))
+    }
 }
 
 /// Why a verified payment was not applied.
@@ -41,6 +55,8 @@ pub enum Failure {
     AlreadyPaid,
     /// The order is gone.
     UnknownOrder,
+    /// A subscription order was paid with another provider token than this payment names.
+    TokenMismatch,
     /// The database or a bug.
     App(AppError),
 }
@@ -83,6 +99,10 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         tx.rollback().await?;
         return Err(Failure::AlreadyPaid);
     }
+    if !v.token_matches(&order) {
+        tx.rollback().await?;
+        return Err(Failure::TokenMismatch);
+    }
     let number = store::next_invoice_number(&mut tx, from_micros(now).year()).await?;
     let invoice = InvoiceRow {
         id: new_id(),
@@ -106,6 +126,9 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         store::mark_order_paid(&mut tx, &order.id, now).await?;
     }
     if order.kind == "subscription" {
+        if let (None, Some(token)) = (&order.provider_token, &v.token) {
+            store::keep_order_token(&mut tx, &order.id, token).await?;
+        }
         extend(&mut tx, &order, v, now).await?;
     }
     if let Some(user) = users::service::user_by_id(&mut *tx, &order.user_id).await? {
@@ -240,5 +263,49 @@ pub async fn cancel(
     .with(serde_json::json!({"provider": v.provider, "order_id": order.id}));
     audit::record(&mut tx, meta, event).await?;
     tx.commit().await?;
+    Ok(ItnResult::Applied)
+}
+
+/// The provider could not collect a renewal (Stripe's `invoice.payment_failed`): the running
+/// subscription of the order's plan is `past_due` until a payment arrives. Once per invoice; an
+/// invoice that was already paid (a late failure notice) changes nothing.
+pub async fn past_due(
+    state: &AppState,
+    meta: &RequestMeta,
+    v: &Payment,
+) -> Result<ItnResult, Failure> {
+    let now = now_micros();
+    let Some((mut tx, order)) = claim(state, v, "FAILED", now).await? else {
+        return Ok(ItnResult::Duplicate);
+    };
+    if !v.token_matches(&order) {
+        tx.rollback().await?;
+        return Err(Failure::TokenMismatch);
+    }
+    let paid = store::notification_seen(&mut tx, v.provider, &v.payment_id, "COMPLETE").await?;
+    let current = store::subscription(&mut *tx, &order.user_id)
+        .await?
+        .filter(|s| s.plan == order.product && s.status != "canceled")
+        .filter(|s| s.provider.as_deref() == Some(v.provider));
+    let Some(current) = current.filter(|_| !paid) else {
+        tx.commit().await?;
+        return Ok(ItnResult::Ignored);
+    };
+    let row = SubscriptionRow {
+        status: "past_due".into(),
+        ..current
+    };
+    store::save_subscription(&mut tx, &row, now).await?;
+    let event = Event {
+        actor: None,
+        ..Event::own(&order.user_id, "subscription_past_due")
+    }
+    .with(serde_json::json!({
+        "provider": v.provider, "order_id": order.id, "payment_id": v.payment_id,
+    }));
+    audit::record(&mut tx, meta, event).await?;
+    tx.commit().await?;
+    tracing::info!(provider = v.provider, order_id = %order.id, payment_id = %v.payment_id,
+        "a renewal was not paid: the subscription is past due");
     Ok(ItnResult::Applied)
 }

@@ -214,6 +214,7 @@ async fn price(state: &AppState, user: &str, req: &CheckoutRequest) -> Result<Or
         status: "pending".into(),
         idempotency_key: None,
         redirect_url: None,
+        provider_token: None,
         created_at: now_micros(),
     })
 }
