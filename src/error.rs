@@ -172,12 +172,12 @@ impl AppError {
             | Self::NotConfigured(d) => d.clone(),
             Self::TooManyRequests { detail, .. } => detail.clone(),
             Self::PlanLimit(l) => format!(
-                "This month's {} of the {} plan are used up ({} of {}); upgrade or wait for the \
-                 reset.",
-                l.counter.replace('_', " "),
+                "The {} plan allows {} {} a month and {} are used; upgrade, or wait until {}.",
                 l.plan,
+                l.limit,
+                l.counter.replace('_', " "),
                 l.used,
-                l.limit
+                l.resets_at.format("%Y-%m-%d %H:%M UTC")
             ),
             Self::PayloadTooLarge => {
                 "The request body is larger than this endpoint accepts.".into()

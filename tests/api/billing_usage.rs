@@ -28,6 +28,7 @@ on_both_backends!(
     paying_for_pro_raises_the_limit_at_once_and_it_falls_back_after_the_grace_days,
     a_use_inside_a_callers_transaction_counts_only_if_it_commits,
     last_months_uses_do_not_count_this_month,
+    the_openapi_document_describes_usage_and_the_plan_limit_problem,
 );
 
 const BASE: &str = "https://capecontrol.example";
@@ -309,4 +310,46 @@ async fn last_months_uses_do_not_count_this_month(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(now.used, 50);
+}
+
+async fn the_openapi_document_describes_usage_and_the_plan_limit_problem(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let ok = &spec["paths"]["/api/billing/usage"]["get"]["responses"]["200"];
+    assert_eq!(
+        ok["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/UsageView",
+        "{ok}"
+    );
+    let schemas = &spec["components"]["schemas"];
+    let counters = &schemas["UsageCounters"]["required"];
+    assert_eq!(
+        counters,
+        &serde_json::json!(["assistant_messages", "agent_runs"])
+    );
+    let usage = &schemas["CounterUsage"]["required"];
+    assert_eq!(usage, &serde_json::json!(["used", "limit", "resets_at"]));
+    // The problem's members and the limit's, in one document.
+    let problem = schemas["PlanLimitProblem"].to_string();
+    assert!(
+        problem.contains("#/components/schemas/Problem"),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("#/components/schemas/PlanLimit"),
+        "{problem}"
+    );
+    let limit = &schemas["PlanLimit"]["required"];
+    for member in [
+        "counter",
+        "limit",
+        "used",
+        "plan",
+        "resets_at",
+        "upgrade_url",
+    ] {
+        assert!(
+            limit.as_array().unwrap().iter().any(|m| m == member),
+            "{member}: {limit}"
+        );
+    }
 }
