@@ -274,6 +274,11 @@ async fn a_failed_renewal_is_past_due_until_an_invoice_is_paid(backend: Backend)
     );
     assert_eq!(result(send(&app, &first_failed).await).await, "ignored");
     assert_eq!(subscription(&app, &other.access).await["plan"], "free");
+    // An invoice of no subscription (one made by hand in Stripe's dashboard) is none of ours.
+    let mut by_hand = invoice_event("invoice.paid", "evt_m", "in_m", &order_id, "manual", 52900);
+    by_hand["data"]["object"]["parent"] = Value::Null;
+    assert_eq!(result(send(&app, &by_hand).await).await, "ignored");
+    assert_eq!(subscription(&app, &s.access).await["status"], "active");
 }
 
 async fn invoice_events_with_another_amount_order_or_subscription_are_refused_and_change_nothing(

@@ -194,7 +194,8 @@ async fn session(
 /// The order is the subscription's `metadata.order_id`, which Stripe snapshots on the invoice
 /// (`parent.subscription_details` since API 2025-03-31, `subscription_details` before). The
 /// first invoice (`billing_reason` `subscription_create`) is the checkout's own payment, applied
-/// by `checkout.session.completed`: it is ignored here, whichever arrives first.
+/// by `checkout.session.completed`: it is ignored here, whichever arrives first. So is an invoice
+/// of no subscription.
 async fn invoice(
     state: &AppState,
     meta: &RequestMeta,
@@ -202,9 +203,9 @@ async fn invoice(
     kind: &str,
     object: &Value,
 ) -> Applied {
-    let details = object
-        .pointer("/parent/subscription_details")
-        .or_else(|| object.pointer("/subscription_details"))
+    let details = ["/parent/subscription_details", "/subscription_details"]
+        .iter()
+        .find_map(|p| object.pointer(p).filter(|d| d.is_object()))
         .cloned()
         .unwrap_or_default();
     let order_id = text(&details, "/metadata/order_id");
@@ -212,7 +213,9 @@ async fn invoice(
     let invoice_id = text(object, "/id")
         .filter(|o| o.starts_with("in_") && o.len() <= 255)
         .ok_or_else(|| (Refusal::Malformed, id.to_owned()))?;
-    if text(object, "/billing_reason") == Some("subscription_create") {
+    // An invoice of no subscription (made by hand in Stripe's dashboard) is none of ours.
+    let of_a_subscription = subscription.is_some() || details.is_object();
+    if !of_a_subscription || text(object, "/billing_reason") == Some("subscription_create") {
         return Ok(Ok(ItnResult::Ignored));
     }
     let order = match stripe_order(state, id, order_id, Some("subscription")).await? {
