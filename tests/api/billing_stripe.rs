@@ -23,10 +23,10 @@ on_both_backends!(
 );
 
 const SECRET_KEY: &str = "sk_test_fake";
-const WEBHOOK_SECRET: &str = "whsec_test_fake";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_fake";
 
 /// What the fake saw: each session request's form fields and Idempotency-Key.
-type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
 async fn fake_stripe() -> (String, Seen) {
     let seen: Seen = Arc::default();
@@ -57,7 +57,7 @@ async fn fake_stripe() -> (String, Seen) {
     (format!("http://{addr}"), seen)
 }
 
-async fn spawn_with_stripe(backend: Backend) -> (TestApp, Seen) {
+pub(crate) async fn spawn_with_stripe(backend: Backend) -> (TestApp, Seen) {
     let (base, seen) = fake_stripe().await;
     let app = TestApp::spawn_with(
         backend,
@@ -72,7 +72,7 @@ async fn spawn_with_stripe(backend: Backend) -> (TestApp, Seen) {
     (app, seen)
 }
 
-async fn checkout(app: &TestApp, token: &str, body: Value, key: &str) -> Value {
+pub(crate) async fn checkout(app: &TestApp, token: &str, body: Value, key: &str) -> Value {
     let res = authed(app, Method::POST, "/api/billing/checkout", token)
         .header("Idempotency-Key", key)
         .json(&body)
@@ -83,21 +83,21 @@ async fn checkout(app: &TestApp, token: &str, body: Value, key: &str) -> Value {
     res.json().await.unwrap()
 }
 
-fn pro_monthly() -> Value {
+pub(crate) fn pro_monthly() -> Value {
     json!({"kind": "subscription", "plan": "pro", "cycle": "monthly", "provider": "stripe"})
 }
 
-fn signature(body: &str, t: i64, secret: &str) -> String {
+pub(crate) fn signature(body: &str, t: i64, secret: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.{body}").as_bytes());
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn completed(event: &str, session: &str, order_id: &str, amount: i64) -> String {
+pub(crate) fn completed(event: &str, session: &str, order_id: &str, amount: i64) -> String {
     json!({
         "id": event, "type": "checkout.session.completed",
         "data": {"object": {
@@ -109,7 +109,7 @@ fn completed(event: &str, session: &str, order_id: &str, amount: i64) -> String 
     .to_string()
 }
 
-async fn deliver(app: &TestApp, body: &str, signature: &str) -> reqwest::Response {
+pub(crate) async fn deliver(app: &TestApp, body: &str, signature: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/payments/stripe/webhook"))
         .header("content-type", "application/json")
@@ -120,7 +120,7 @@ async fn deliver(app: &TestApp, body: &str, signature: &str) -> reqwest::Respons
         .unwrap()
 }
 
-async fn result(res: reqwest::Response) -> String {
+pub(crate) async fn result(res: reqwest::Response) -> String {
     assert_eq!(res.status(), 200);
     res.json::<Value>().await.unwrap()["result"]
         .as_str()
@@ -128,7 +128,7 @@ async fn result(res: reqwest::Response) -> String {
         .to_owned()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query(sql)
         .fetch_one(app.state.db.pool())
         .await

@@ -14,12 +14,28 @@ pub enum Template {
         /// What was paid, in cents (ZAR).
         amount_cents: i64,
     },
+    /// A yearly plan renews in three days.
+    RenewalReminder {
+        /// The plan's display name (`Pro`).
+        plan: String,
+        /// The renewal's date, in words (`5 December 2027`).
+        renews_on: String,
+        /// What will be charged, in cents (ZAR).
+        amount_cents: i64,
+        /// The account's billing page.
+        billing_url: String,
+    },
+}
+
+fn in_rand(cents: i64) -> String {
+    format!("R{}.{:02}", cents / 100, cents % 100)
 }
 
 impl Message for Template {
     fn name(&self) -> &'static str {
         match self {
             Self::Receipt { .. } => "billing_receipt",
+            Self::RenewalReminder { .. } => "billing_renewal_reminder",
         }
     }
 
@@ -34,11 +50,29 @@ impl Message for Template {
                 &[
                     "Thank you: we received your payment.",
                     &format!(
-                        "Invoice {number}: {description}, R{}.{:02}.",
-                        amount_cents / 100,
-                        amount_cents % 100
+                        "Invoice {number}: {description}, {}.",
+                        in_rand(*amount_cents)
                     ),
                     "You can see every invoice in your account's billing page.",
+                ],
+            ),
+            Self::RenewalReminder {
+                plan,
+                renews_on,
+                amount_cents,
+                billing_url,
+            } => notice(
+                &format!("Your CapeControl {plan} plan renews on {renews_on}"),
+                &[
+                    &format!(
+                        "Your yearly CapeControl {plan} plan renews on {renews_on}, and {} \
+                         will be charged then.",
+                        in_rand(*amount_cents)
+                    ),
+                    &format!(
+                        "Nothing to do if you want to keep it. To cancel before then, go to \
+                         {billing_url}."
+                    ),
                 ],
             ),
         }
@@ -59,5 +93,26 @@ mod tests {
         .render();
         assert!(r.subject.contains("CC-2026-000007"));
         assert!(r.text.contains("R529.00"), "{}", r.text);
+    }
+
+    #[test]
+    fn a_renewal_reminder_names_the_plan_the_date_and_the_amount() {
+        let r = Template::RenewalReminder {
+            plan: "Pro".into(),
+            renews_on: "5 December 2027".into(),
+            amount_cents: 499000,
+            billing_url: "https://capecontrol.example/billing".into(),
+        }
+        .render();
+        assert_eq!(
+            r.subject,
+            "Your CapeControl Pro plan renews on 5 December 2027"
+        );
+        assert!(r.text.contains("R4990.00"), "{}", r.text);
+        assert!(
+            r.text.contains("https://capecontrol.example/billing"),
+            "{}",
+            r.text
+        );
     }
 }
