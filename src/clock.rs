@@ -10,17 +10,33 @@ use std::sync::{
 
 use chrono::{DateTime, Utc};
 
-/// A clock: the system time plus an offset that starts at zero. Cheap to clone; clones share
-/// the offset.
-#[derive(Debug, Clone, Default)]
+/// A clock: the system time plus an offset that starts at zero, or an instant it was frozen at.
+/// Cheap to clone; clones share the setting.
+#[derive(Debug, Clone)]
 pub struct Clock {
     offset_micros: Arc<AtomicI64>,
+    frozen_micros: Arc<AtomicI64>,
+}
+
+/// `frozen_micros` when the clock runs.
+const RUNNING: i64 = i64::MIN;
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            offset_micros: Arc::default(),
+            frozen_micros: Arc::new(AtomicI64::new(RUNNING)),
+        }
+    }
 }
 
 impl Clock {
     /// Now, in Unix microseconds.
     pub fn now_micros(&self) -> i64 {
-        Utc::now().timestamp_micros() + self.offset_micros.load(Ordering::Relaxed)
+        match self.frozen_micros.load(Ordering::Relaxed) {
+            RUNNING => Utc::now().timestamp_micros() + self.offset_micros.load(Ordering::Relaxed),
+            frozen => frozen,
+        }
     }
 
     /// Now.
@@ -32,6 +48,13 @@ impl Clock {
     pub fn set(&self, at: DateTime<Utc>) {
         let offset = at.timestamp_micros() - Utc::now().timestamp_micros();
         self.offset_micros.store(offset, Ordering::Relaxed);
+        self.frozen_micros.store(RUNNING, Ordering::Relaxed);
+    }
+
+    /// Stops the clock at `at`: it reads `at` until it is set or frozen again.
+    pub fn freeze(&self, at: DateTime<Utc>) {
+        self.frozen_micros
+            .store(at.timestamp_micros(), Ordering::Relaxed);
     }
 }
 
@@ -53,5 +76,9 @@ mod tests {
         );
         let shared = clock.clone();
         assert!(shared.now() >= read);
+        shared.freeze(at);
+        assert_eq!(clock.now(), at);
+        clock.set(at);
+        assert!(shared.now() >= at);
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod auth_helpers;
 mod bans;
 mod billing;
+mod billing_lifecycles;
 mod billing_renewals;
 mod billing_stripe;
 mod billing_stripe_invoices;
