@@ -41,15 +41,17 @@ on_both_backends!(
     two_paid_periods_of_one_plan_at_once_extend_it_twice,
 );
 
-const MERCHANT_ID: &str = "10000100";
-const MERCHANT_KEY: &str = "46f0cd694581a";
-const PASSPHRASE: &str = "jt7NOE43FZPn";
+pub(crate) const MERCHANT_ID: &str = "10000100";
+pub(crate) const MERCHANT_KEY: &str = "46f0cd694581a";
+pub(crate) const PASSPHRASE: &str = "jt7NOE43FZPn";
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// A local stand-in for PayFast's validation endpoint: answers `answer`, counts calls.
+/// A local stand-in for PayFast's validation endpoint (answers `answer`, counts calls) and its
+/// API's subscription cancel (answers success; `tests/api/billing_refunds.rs` checks signatures).
 #[derive(Clone)]
 struct FakePayFast {
     url: String,
+    api: String,
     answer: Arc<Mutex<&'static str>>,
     calls: Arc<AtomicUsize>,
 }
@@ -59,24 +61,34 @@ impl FakePayFast {
         let answer = Arc::new(Mutex::new("VALID"));
         let calls = Arc::new(AtomicUsize::new(0));
         let (a, c) = (answer.clone(), calls.clone());
-        let router = axum::Router::new().route(
-            "/eng/query/validate",
-            axum::routing::post(move |body: String| {
-                let (a, c) = (a.clone(), c.clone());
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    // PayFast is posted the notification's own parameter string.
-                    assert!(body.contains("pf_payment_id="), "{body}");
-                    let answer: &'static str = *a.lock().unwrap();
-                    answer
-                }
-            }),
-        );
+        let router = axum::Router::new()
+            .route(
+                "/eng/query/validate",
+                axum::routing::post(move |body: String| {
+                    let (a, c) = (a.clone(), c.clone());
+                    async move {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        // PayFast is posted the notification's own parameter string.
+                        assert!(body.contains("pf_payment_id="), "{body}");
+                        let answer: &'static str = *a.lock().unwrap();
+                        answer
+                    }
+                }),
+            )
+            .route(
+                "/subscriptions/{token}/cancel",
+                axum::routing::put(|| async {
+                    axum::Json(
+                        json!({"code": 200, "status": "success", "data": {"response": true}}),
+                    )
+                }),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             url: format!("http://{addr}/eng/query/validate"),
+            api: format!("http://{addr}"),
             answer,
             calls,
         }
@@ -94,6 +106,7 @@ async fn spawn_with_payfast(backend: Backend, extra: &[(&str, &str)]) -> (TestAp
         ("PAYFAST_MERCHANT_KEY", MERCHANT_KEY),
         ("PAYFAST_PASSPHRASE", PASSPHRASE),
         ("PAYFAST_VALIDATE_URL", fake.url.as_str()),
+        ("PAYFAST_API_URL", fake.api.as_str()),
         ("PAYFAST_VALID_SOURCES", "127.0.0.1/32"),
         ("PUBLIC_BASE_URL", "https://capecontrol.example"),
     ];
@@ -144,7 +157,7 @@ fn itn_signed(fields: &[(&str, &str)], passphrase: &str) -> String {
     encode(&pairs)
 }
 
-fn itn(order_id: &str, pf_payment_id: &str, amount: &str, status: &str) -> String {
+pub(crate) fn itn(order_id: &str, pf_payment_id: &str, amount: &str, status: &str) -> String {
     itn_signed(
         &[
             ("m_payment_id", order_id),
@@ -164,7 +177,7 @@ fn itn(order_id: &str, pf_payment_id: &str, amount: &str, status: &str) -> Strin
     )
 }
 
-async fn post_itn(app: &TestApp, body: String) -> reqwest::Response {
+pub(crate) async fn post_itn(app: &TestApp, body: String) -> reqwest::Response {
     app.client
         .post(app.url("/api/payments/payfast/itn"))
         .header("content-type", FORM)
@@ -174,13 +187,13 @@ async fn post_itn(app: &TestApp, body: String) -> reqwest::Response {
         .unwrap()
 }
 
-async fn itn_result(res: reqwest::Response) -> String {
+pub(crate) async fn itn_result(res: reqwest::Response) -> String {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     body["result"].as_str().unwrap().to_owned()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query(sql)
         .fetch_one(app.state.db.pool())
         .await
@@ -188,7 +201,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .get::<i64, _>(0)
 }
 
-async fn ledger_check(app: &TestApp) -> Value {
+pub(crate) async fn ledger_check(app: &TestApp) -> Value {
     app.admin_get("/api/admin/ledger/check").await
 }
 
@@ -732,7 +745,7 @@ async fn ten_identical_itns_at_once_have_exactly_one_effect(backend: Backend) {
     );
 }
 
-async fn subscription(app: &TestApp, token: &str) -> Value {
+pub(crate) async fn subscription(app: &TestApp, token: &str) -> Value {
     get_json(app, "/api/billing/subscription", token).await
 }
 
@@ -972,21 +985,6 @@ async fn cancel_resume_and_switching_to_free_change_only_a_running_paid_plan(bac
         .unwrap()
         .to_owned();
     itn_result(post_itn(&app, itn(&order_id, "9101", "529.00", "COMPLETE")).await).await;
-    let canceled: Value = post("/api/billing/subscription/cancel")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(canceled["plan"], "pro");
-    assert_eq!(canceled["cancel_at_period_end"], true);
-    let resumed: Value = post("/api/billing/subscription/resume")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(resumed["cancel_at_period_end"], false);
     let to_free: Value = post_authed(
         &app,
         "/api/billing/subscription",
@@ -1002,6 +1000,17 @@ async fn cancel_resume_and_switching_to_free_change_only_a_running_paid_plan(bac
         "free takes effect at the end of the paid period"
     );
     assert_eq!(to_free["cancel_at_period_end"], true);
+    // PayFast's subscription was cancelled through its API: it cannot be resumed, and cancelling
+    // again answers it as it stands.
+    assert_eq!(to_free["status"], "canceled");
+    assert_problem(post("/api/billing/subscription/resume").await.unwrap(), 409).await;
+    let canceled: Value = post("/api/billing/subscription/cancel")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(canceled, to_free);
 }
 
 async fn the_ledger_check_is_for_admins_only(backend: Backend) {

@@ -22,8 +22,8 @@ on_both_backends!(
     a_deleted_stripe_subscription_ends_with_its_paid_period,
 );
 
-const SECRET_KEY: &str = "sk_test_fake";
-const WEBHOOK_SECRET: &str = "whsec_test_fake";
+pub(crate) const SECRET_KEY: &str = "sk_test_fake";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_fake";
 
 /// What the fake saw: each session request's form fields and Idempotency-Key.
 type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
@@ -87,13 +87,13 @@ fn pro_monthly() -> Value {
     json!({"kind": "subscription", "plan": "pro", "cycle": "monthly", "provider": "stripe"})
 }
 
-fn signature(body: &str, t: i64, secret: &str) -> String {
+pub(crate) fn signature(body: &str, t: i64, secret: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{t}.{body}").as_bytes());
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -109,7 +109,7 @@ fn completed(event: &str, session: &str, order_id: &str, amount: i64) -> String 
     .to_string()
 }
 
-async fn deliver(app: &TestApp, body: &str, signature: &str) -> reqwest::Response {
+pub(crate) async fn deliver(app: &TestApp, body: &str, signature: &str) -> reqwest::Response {
     app.client
         .post(app.url("/api/payments/stripe/webhook"))
         .header("content-type", "application/json")
@@ -120,7 +120,7 @@ async fn deliver(app: &TestApp, body: &str, signature: &str) -> reqwest::Respons
         .unwrap()
 }
 
-async fn result(res: reqwest::Response) -> String {
+pub(crate) async fn result(res: reqwest::Response) -> String {
     assert_eq!(res.status(), 200);
     res.json::<Value>().await.unwrap()["result"]
         .as_str()

@@ -8,6 +8,7 @@ mod auth;
 mod auth_helpers;
 mod bans;
 mod billing;
+mod billing_refunds;
 mod billing_stripe;
 mod cli;
 mod compat;

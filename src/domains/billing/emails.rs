@@ -14,12 +14,26 @@ pub enum Template {
         /// What was paid, in cents (ZAR).
         amount_cents: i64,
     },
+    /// A refund of (part of) a paid invoice.
+    Refund {
+        /// The invoice refunded.
+        number: String,
+        /// What was refunded now, in cents (ZAR).
+        amount_cents: i64,
+        /// Whether the whole invoice is refunded by now.
+        full: bool,
+    },
+}
+
+fn rand(cents: i64) -> String {
+    format!("R{}.{:02}", cents / 100, cents % 100)
 }
 
 impl Message for Template {
     fn name(&self) -> &'static str {
         match self {
             Self::Receipt { .. } => "billing_receipt",
+            Self::Refund { .. } => "billing_refund",
         }
     }
 
@@ -33,12 +47,24 @@ impl Message for Template {
                 &format!("Your CapeControl receipt {number}"),
                 &[
                     "Thank you: we received your payment.",
-                    &format!(
-                        "Invoice {number}: {description}, R{}.{:02}.",
-                        amount_cents / 100,
-                        amount_cents % 100
-                    ),
+                    &format!("Invoice {number}: {description}, {}.", rand(*amount_cents)),
                     "You can see every invoice in your account's billing page.",
+                ],
+            ),
+            Self::Refund {
+                number,
+                amount_cents,
+                full,
+            } => notice(
+                &format!("Your CapeControl refund for invoice {number}"),
+                &[
+                    &format!(
+                        "We refunded {} of invoice {number}{}.",
+                        rand(*amount_cents),
+                        if *full { " (the whole invoice)" } else { "" }
+                    ),
+                    "It goes back to the card or account you paid with; your bank may take a \
+                     few days to show it.",
                 ],
             ),
         }
@@ -59,5 +85,17 @@ mod tests {
         .render();
         assert!(r.subject.contains("CC-2026-000007"));
         assert!(r.text.contains("R529.00"), "{}", r.text);
+    }
+
+    #[test]
+    fn a_refund_names_the_invoice_and_the_amount_refunded() {
+        let r = Template::Refund {
+            number: "CC-2026-000007".into(),
+            amount_cents: 12345,
+            full: false,
+        }
+        .render();
+        assert!(r.subject.contains("CC-2026-000007"));
+        assert!(r.text.contains("R123.45"), "{}", r.text);
     }
 }

@@ -7,12 +7,15 @@ pub mod itn;
 pub mod ledger;
 pub mod paid;
 pub mod payfast;
+pub mod payfast_api;
+pub mod refund;
 pub mod service;
 pub mod settings;
 pub mod stripe;
 pub mod types;
 pub mod webhook;
 
+mod reversal;
 mod routes;
 mod store;
 
@@ -41,6 +44,7 @@ fn provide(config: &Config, provided: &mut Provided) -> anyhow::Result<()> {
     let billing = config.domain::<settings::BillingSettings>();
     if let Some(pf) = &billing.payfast {
         provided.insert(payfast::PayFastClient::new(pf)?);
+        provided.insert(payfast_api::PayFastApi::new(pf)?);
     }
     if let Some(st) = &billing.stripe {
         provided.insert(stripe::StripeClient::new(st)?);

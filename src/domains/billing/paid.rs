@@ -32,6 +32,9 @@ pub struct Payment {
     pub order_id: String,
     /// The provider's subscription token, if any.
     pub token: Option<String>,
+    /// What a refund goes through, when it is not the payment id (Stripe's payment intent, or
+    /// the subscription invoice of a subscription-mode session).
+    pub reference: Option<String>,
 }
 
 /// Why a verified payment was not applied.
@@ -95,6 +98,8 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         description: order.description.clone(),
         provider: v.provider.into(),
         provider_payment_id: v.payment_id.clone(),
+        provider_reference: v.reference.clone(),
+        refund_reserved_cents: 0,
         created_at: now,
         paid_at: Some(now),
     };

@@ -27,7 +27,7 @@ use crate::{
 };
 
 use super::{
-    itn,
+    itn, refund,
     service::{self, EndChange},
     types::*,
     webhook,
@@ -46,6 +46,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invoice))
         .routes(routes!(credits))
         .routes(routes!(ledger_check))
+        .routes(routes!(refund_invoice))
         .routes(routes!(payfast_checkout))
         .routes(routes!(payfast_itn))
         .routes(routes!(stripe_webhook))
@@ -207,6 +208,25 @@ async fn ledger_check(
     _admin: AdminUser,
 ) -> Result<AppJson<LedgerCheck>, AppError> {
     Ok(AppJson(service::ledger_check(&state).await?))
+}
+
+/// Refunds (part of) a paid invoice through its provider's API and reverses its effect: the
+/// credits of a pack are taken back, a plan fully refunded ends at once.
+#[utoipa::path(post, path = "/api/admin/invoices/{id}/refund", tag = "admin", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "Invoice id")), request_body = RefundRequest, responses(
+    (status = 201, description = "Refunded at the provider; the refund and the invoice after it", body = RefundView),
+    (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "Nothing is left to refund, the customer already spent the pack's credits, or the invoice has no payment reference to refund through", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "The provider is not configured, failed or could not be reached; nothing changed", body = Problem, content_type = "application/problem+json")))]
+async fn refund_invoice(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    AppJson(req): AppJson<RefundRequest>,
+) -> Result<(StatusCode, AppJson<RefundView>), AppError> {
+    known_id(&id, NO_INVOICE)?;
+    let made = refund::refund(&state, &meta, &admin.0.user, &id, &req).await?;
+    Ok((StatusCode::CREATED, AppJson(made)))
 }
 
 /// The production client's PayFast subscription checkout: the signed form and where to post it.

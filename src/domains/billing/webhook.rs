@@ -1,7 +1,9 @@
 //! Stripe's webhook: the `Stripe-Signature` is checked over the raw body before it is parsed;
 //! `checkout.session.completed` pays its order (amount and currency checked against ours) and
 //! `customer.subscription.deleted` ends the subscription, each exactly once (the session or
-//! subscription id is claimed first). Other events answer 200 and do nothing.
+//! subscription id is claimed first); `charge.refunded` records a refund made at Stripe (or the
+//! echo of ours) from the charge's running total, so it has one effect however often and in
+//! whatever order it comes. Other events answer 200 and do nothing.
 
 use serde_json::Value;
 
@@ -14,6 +16,7 @@ use crate::{
 
 use super::{
     paid::{self, Failure, Payment},
+    refund,
     settings::BillingSettings,
     store, stripe,
     types::ItnResult,
@@ -112,6 +115,7 @@ async fn verify_and_apply(
     let object = event.pointer("/data/object").cloned().unwrap_or_default();
     let kind = text(&event, "/type").unwrap_or_default();
     let wants = match kind {
+        "charge.refunded" => return charge_refunded(state, meta, &id, &object).await,
         "checkout.session.completed" => "COMPLETE",
         "customer.subscription.deleted" => "CANCELLED",
         _ => return Ok(Ok(ItnResult::Ignored)),
@@ -133,6 +137,11 @@ async fn verify_and_apply(
         payment_id: object_id.to_owned(),
         order_id: order.id.clone(),
         token: text(&object, "/subscription").map(str::to_owned),
+        // A payment-mode session names its payment intent; a subscription-mode one only its
+        // first invoice, resolved to a payment intent when it is refunded.
+        reference: text(&object, "/payment_intent")
+            .or_else(|| text(&object, "/invoice"))
+            .map(str::to_owned),
     };
     let result = if wants == "COMPLETE" {
         let amount = object.pointer("/amount_total").and_then(Value::as_i64);
@@ -153,4 +162,38 @@ async fn verify_and_apply(
         Err(Failure::UnknownOrder) => Err((Refusal::UnknownOrder, id)),
         Err(Failure::App(e)) => Ok(Err(e)),
     }
+}
+
+/// A charge was refunded at Stripe: its `amount_refunded` (a running total) beyond what we
+/// recorded for its invoice is applied as a refund. A charge of no invoice of ours is ignored.
+async fn charge_refunded(
+    state: &AppState,
+    meta: &RequestMeta,
+    id: &str,
+    charge: &Value,
+) -> Result<Result<ItnResult, AppError>, Refused> {
+    let total = charge.pointer("/amount_refunded").and_then(Value::as_i64);
+    let (Some(total), Some("zar")) = (total, text(charge, "/currency")) else {
+        return Err((Refusal::Amount, id.to_owned()));
+    };
+    let refs: Vec<&str> = ["/payment_intent", "/invoice", "/id"]
+        .iter()
+        .filter_map(|p| text(charge, p))
+        .collect();
+    let invoice = match store::invoice_by_reference(state.db.pool(), "stripe", &refs).await {
+        Ok(Some(invoice)) => invoice,
+        Ok(None) => {
+            tracing::warn!(event = %id, "a refunded Stripe charge names no invoice of ours");
+            return Ok(Ok(ItnResult::Ignored));
+        }
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let refund_id = text(charge, "/refunds/data/0/id").unwrap_or(id);
+    Ok(
+        match refund::from_provider(state, meta, &invoice, total, refund_id).await {
+            Ok(true) => Ok(ItnResult::Applied),
+            Ok(false) => Ok(ItnResult::Duplicate),
+            Err(e) => Err(e),
+        },
+    )
 }

@@ -1,0 +1,286 @@
+//! Refunds through the provider's API, reserve-then-confirm: a refund first claims its amount on
+//! the invoice (`refund_reserved_cents`, under the invoice's row lock) and commits, then asks the
+//! provider, then either confirms it (refunded, with all its effects in one transaction) or
+//! releases the claim. Concurrent refunds of one invoice therefore never ask the provider for
+//! more than was paid, and no transaction is held open while a provider answers.
+
+use crate::{
+    db::types::{new_id, now_micros},
+    domains::{audit::RequestMeta, users::User},
+    error::AppError,
+    state::AppState,
+};
+
+use super::{
+    payfast_api::{PayFastApi, PayFastRefund},
+    reversal::{self, Reversal},
+    service,
+    store::{self, InvoiceRow, OrderRow, RefundRow},
+    stripe::{NewRefund, StripeClient},
+    types::{Currency, RefundRequest, RefundView, MAX_REFUND_CENTS, REFUND_REASON},
+};
+
+/// Checks a refund request: the amount (when given) and the reason.
+fn validate(req: &RefundRequest) -> Result<(Option<i64>, String), AppError> {
+    let mut v = crate::http::validate::Validator::new();
+    if let Some(a) = req.amount_cents {
+        if !(1..=MAX_REFUND_CENTS).contains(&a) {
+            v.error(
+                "amount_cents",
+                format!("must be between 1 and {MAX_REFUND_CENTS}"),
+            );
+        }
+    }
+    let reason = REFUND_REASON.check(&req.reason).unwrap_or_else(|e| {
+        v.error("reason", e);
+        String::new()
+    });
+    v.finish()?;
+    Ok((req.amount_cents, reason))
+}
+
+/// What a claimed refund needs to be asked for and confirmed.
+struct Claimed {
+    refund: RefundRow,
+    invoice: InvoiceRow,
+    order: OrderRow,
+}
+
+/// Refunds (part of) invoice `id` through its provider, as `admin` asked.
+pub async fn refund(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &User,
+    id: &str,
+    req: &RefundRequest,
+) -> Result<RefundView, AppError> {
+    let (amount, reason) = validate(req)?;
+    let claimed = claim(state, admin, id, amount, reason).await?;
+    let asked = ask(state, &claimed).await;
+    let now = now_micros();
+    let mut tx = state.db.begin().await?;
+    let mut invoice = store::lock_invoice(&mut tx, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("invoice {id} vanished during its refund"))?;
+    invoice.refund_reserved_cents -= claimed.refund.amount_cents;
+    let provider_refund_id = match asked {
+        Ok(provider_refund_id) => provider_refund_id,
+        Err(e) => {
+            store::set_invoice_refunds(&mut tx, &invoice).await?;
+            store::finish_refund(&mut tx, &claimed.refund.id, "failed", None, now).await?;
+            tx.commit().await?;
+            tracing::warn!(invoice = %invoice.number, refund_id = %claimed.refund.id,
+                provider = %invoice.provider, error = %e, "a refund was not made");
+            return Err(AppError::Unavailable(format!(
+                "{} did not make refund {}: {e}",
+                invoice.provider, claimed.refund.id
+            )));
+        }
+    };
+    let r = &claimed.refund;
+    store::finish_refund(
+        &mut tx,
+        &r.id,
+        "succeeded",
+        provider_refund_id.as_deref(),
+        now,
+    )
+    .await?;
+    let change = Reversal {
+        refund_id: &r.id,
+        amount_cents: r.amount_cents,
+        reason: &r.reason,
+        actor: Some(&admin.id),
+        origin: "admin",
+    };
+    let ended = reversal::apply(&mut tx, meta, &mut invoice, &claimed.order, &change, now).await?;
+    tx.commit().await?;
+    state.mail.wake();
+    tracing::info!(invoice = %invoice.number, refund_id = %r.id, amount_cents = r.amount_cents,
+        "a refund was made");
+    if let Some(ended) = ended {
+        service::stop_provider_billing(state, &ended).await;
+    }
+    Ok(RefundView {
+        id: r.id.clone(),
+        amount_cents: r.amount_cents,
+        currency: Currency::Zar,
+        reason: r.reason.clone(),
+        provider_refund_id,
+        invoice: service::invoice_view(invoice)?,
+    })
+}
+
+/// Claims the refund's amount on the invoice and records it `pending`, in one transaction
+/// under the invoice's row lock.
+async fn claim(
+    state: &AppState,
+    admin: &User,
+    id: &str,
+    amount: Option<i64>,
+    reason: String,
+) -> Result<Claimed, AppError> {
+    let now = now_micros();
+    let mut tx = state.db.begin().await?;
+    let mut invoice = store::lock_invoice(&mut tx, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No such invoice.".into()))?;
+    let left = invoice.amount_cents - invoice.refunded_cents - invoice.refund_reserved_cents;
+    if !matches!(invoice.status.as_str(), "paid" | "partially_refunded") || left <= 0 {
+        return Err(AppError::Conflict(format!(
+            "Nothing is left to refund on invoice {} (refunded {} of {} cents, {} in flight).",
+            invoice.number,
+            invoice.refunded_cents,
+            invoice.amount_cents,
+            invoice.refund_reserved_cents
+        )));
+    }
+    let amount = amount.unwrap_or(left);
+    if amount > left {
+        return Err(AppError::invalid(
+            "amount_cents",
+            format!("must be at most {left}, what is left to refund on this invoice"),
+        ));
+    }
+    let order = store::order_by_id(&mut *tx, &invoice.order_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("invoice {id} bills no order"))?;
+    reversal::check_credits(&mut tx, &invoice, &order, amount).await?;
+    provider_ready(state, &invoice)?;
+    invoice.refund_reserved_cents += amount;
+    store::set_invoice_refunds(&mut tx, &invoice).await?;
+    let refund = RefundRow {
+        id: new_id(),
+        invoice_id: invoice.id.clone(),
+        user_id: invoice.user_id.clone(),
+        provider: invoice.provider.clone(),
+        origin: "admin".into(),
+        status: "pending".into(),
+        amount_cents: amount,
+        reason,
+        actor_id: Some(admin.id.clone()),
+        provider_refund_id: None,
+        created_at: now,
+    };
+    store::insert_refund(&mut tx, &refund).await?;
+    tx.commit().await?;
+    Ok(Claimed {
+        refund,
+        invoice,
+        order,
+    })
+}
+
+/// Refuses (before anything is claimed) a refund its provider cannot be asked for.
+fn provider_ready(state: &AppState, invoice: &InvoiceRow) -> Result<(), AppError> {
+    let off = |name: &str| {
+        AppError::NotConfigured(format!(
+            "{name} is not configured on this server, so it cannot be asked to refund."
+        ))
+    };
+    match invoice.provider.as_str() {
+        "payfast" if state.provided.get::<PayFastApi>().is_none() => Err(off("PayFast")),
+        "stripe" if state.provided.get::<StripeClient>().is_none() => Err(off("Stripe")),
+        "stripe" if invoice.provider_reference.is_none() => Err(AppError::Conflict(
+            "This Stripe invoice was paid before payment references were recorded: refund it \
+             in Stripe's dashboard (its charge.refunded event records the refund here)."
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Asks the provider for the claimed refund: the provider's refund id (Stripe) on success.
+async fn ask(state: &AppState, c: &Claimed) -> Result<Option<String>, String> {
+    let r = &c.refund;
+    match c.invoice.provider.as_str() {
+        "payfast" => {
+            let api = state.provided.get::<PayFastApi>().ok_or("PayFast is off")?;
+            let refund = PayFastRefund {
+                payment_id: &c.invoice.provider_payment_id,
+                amount_cents: r.amount_cents,
+                reason: &r.reason,
+            };
+            api.refund(&refund).await.map(|()| None)
+        }
+        "stripe" => {
+            let api = state
+                .provided
+                .get::<StripeClient>()
+                .ok_or("Stripe is off")?;
+            let reference = c.invoice.provider_reference.clone().unwrap_or_default();
+            let payment = if reference.starts_with("in_") {
+                let paid_by = api.invoice_payment(&reference).await?;
+                store::set_reference(state.db.pool(), &c.invoice.id, &paid_by)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                paid_by
+            } else {
+                reference
+            };
+            let refund = NewRefund {
+                refund_id: &r.id,
+                invoice_id: &c.invoice.id,
+                payment: &payment,
+                amount_cents: r.amount_cents,
+                reason: &r.reason,
+            };
+            api.refund(&refund).await.map(|made| Some(made.id))
+        }
+        other => Err(format!("no refunds through {other}")),
+    }
+}
+
+/// Applies a refund made at Stripe (its dashboard, or the echo of ours) from a `charge.refunded`
+/// event: `total_refunded` is Stripe's running total for the charge, so only what is beyond
+/// what we recorded (refunded and in flight) is applied. A repeat, an echo of our own refund, or
+/// an older event arriving late finds nothing beyond it and is a duplicate.
+pub async fn from_provider(
+    state: &AppState,
+    meta: &RequestMeta,
+    invoice_id: &str,
+    total_refunded: i64,
+    provider_refund_id: &str,
+) -> Result<bool, AppError> {
+    let now = now_micros();
+    let mut tx = state.db.begin().await?;
+    let Some(mut invoice) = store::lock_invoice(&mut tx, invoice_id).await? else {
+        return Ok(false);
+    };
+    let known = invoice.refunded_cents + invoice.refund_reserved_cents;
+    let amount = total_refunded.min(invoice.amount_cents) - known;
+    if amount <= 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let order = store::order_by_id(&mut *tx, &invoice.order_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("invoice {invoice_id} bills no order"))?;
+    let refund = RefundRow {
+        id: new_id(),
+        invoice_id: invoice.id.clone(),
+        user_id: invoice.user_id.clone(),
+        provider: invoice.provider.clone(),
+        origin: "provider".into(),
+        status: "succeeded".into(),
+        amount_cents: amount,
+        reason: "Refunded at the provider".into(),
+        actor_id: None,
+        provider_refund_id: Some(provider_refund_id.to_owned()),
+        created_at: now,
+    };
+    store::insert_refund(&mut tx, &refund).await?;
+    let change = Reversal {
+        refund_id: &refund.id,
+        amount_cents: amount,
+        reason: &refund.reason,
+        actor: None,
+        origin: "provider",
+    };
+    reversal::apply(&mut tx, meta, &mut invoice, &order, &change, now).await?;
+    tx.commit().await?;
+    state.mail.wake();
+    tracing::info!(invoice = %invoice.number, amount_cents = amount,
+        "a refund made at the provider was recorded");
+    Ok(true)
+}
