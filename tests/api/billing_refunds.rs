@@ -748,6 +748,9 @@ async fn a_refund_the_provider_fails_answers_503_and_changes_nothing(backend: Ba
         .await,
         2
     );
+    let failed = "SELECT COUNT(*) FROM audit_events \
+                  WHERE action = 'invoice_refund_failed' AND outcome = 'failure'";
+    assert_eq!(count(&app, failed).await, 2);
     assert_eq!(
         count(
             &app,

@@ -6,7 +6,10 @@
 
 use crate::{
     db::types::{new_id, now_micros},
-    domains::{audit::RequestMeta, users::User},
+    domains::{
+        audit::{self, Event, RequestMeta},
+        users::User,
+    },
     error::AppError,
     state::AppState,
 };
@@ -47,6 +50,7 @@ struct Claimed {
 }
 
 /// Refunds (part of) invoice `id` through its provider, as `admin` asked.
+#[tracing::instrument(skip_all, fields(invoice_id = %id, admin = %admin.id))]
 pub async fn refund(
     state: &AppState,
     meta: &RequestMeta,
@@ -56,28 +60,26 @@ pub async fn refund(
 ) -> Result<RefundView, AppError> {
     let (amount, reason) = validate(req)?;
     let claimed = claim(state, admin, id, amount, reason).await?;
-    let asked = ask(state, &claimed).await;
+    match ask(state, &claimed).await {
+        Ok(provider_refund_id) => confirm(state, meta, claimed, provider_refund_id).await,
+        Err(e) => Err(release(state, meta, &claimed, e).await?),
+    }
+}
+
+/// The provider refunded: the claim becomes a refund, with its effects, in one transaction.
+async fn confirm(
+    state: &AppState,
+    meta: &RequestMeta,
+    claimed: Claimed,
+    provider_refund_id: Option<String>,
+) -> Result<RefundView, AppError> {
     let now = now_micros();
-    let mut tx = state.db.begin().await?;
-    let mut invoice = store::lock_invoice(&mut tx, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("invoice {id} vanished during its refund"))?;
-    invoice.refund_reserved_cents -= claimed.refund.amount_cents;
-    let provider_refund_id = match asked {
-        Ok(provider_refund_id) => provider_refund_id,
-        Err(e) => {
-            store::set_invoice_refunds(&mut tx, &invoice).await?;
-            store::finish_refund(&mut tx, &claimed.refund.id, "failed", None, now).await?;
-            tx.commit().await?;
-            tracing::warn!(invoice = %invoice.number, refund_id = %claimed.refund.id,
-                provider = %invoice.provider, error = %e, "a refund was not made");
-            return Err(AppError::Unavailable(format!(
-                "{} did not make refund {}: {e}",
-                invoice.provider, claimed.refund.id
-            )));
-        }
-    };
     let r = &claimed.refund;
+    let mut tx = state.db.begin().await?;
+    let mut invoice = store::lock_invoice(&mut tx, &r.invoice_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("invoice {} vanished during its refund", r.invoice_id))?;
+    invoice.refund_reserved_cents -= r.amount_cents;
     store::finish_refund(
         &mut tx,
         &r.id,
@@ -90,7 +92,7 @@ pub async fn refund(
         refund_id: &r.id,
         amount_cents: r.amount_cents,
         reason: &r.reason,
-        actor: Some(&admin.id),
+        actor: r.actor_id.as_deref(),
         origin: "admin",
     };
     let ended = reversal::apply(&mut tx, meta, &mut invoice, &claimed.order, &change, now).await?;
@@ -109,6 +111,42 @@ pub async fn refund(
         provider_refund_id,
         invoice: service::invoice_view(invoice)?,
     })
+}
+
+/// The provider did not refund: the claim is released (the refund recorded `failed`, audited)
+/// and the answer is a 503.
+async fn release(
+    state: &AppState,
+    meta: &RequestMeta,
+    claimed: &Claimed,
+    why: String,
+) -> Result<AppError, AppError> {
+    let r = &claimed.refund;
+    let mut tx = state.db.begin().await?;
+    let mut invoice = store::lock_invoice(&mut tx, &r.invoice_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("invoice {} vanished during its refund", r.invoice_id))?;
+    invoice.refund_reserved_cents -= r.amount_cents;
+    store::set_invoice_refunds(&mut tx, &invoice).await?;
+    store::finish_refund(&mut tx, &r.id, "failed", None, now_micros()).await?;
+    let details = serde_json::json!({
+        "invoice": invoice.number, "invoice_id": invoice.id, "refund_id": r.id,
+        "amount_cents": r.amount_cents, "provider": invoice.provider,
+    });
+    let event = Event {
+        actor: r.actor_id.as_deref(),
+        ..Event::own(&invoice.user_id, "invoice_refund_failed")
+    }
+    .with(details)
+    .failed();
+    audit::record(&mut tx, meta, event).await?;
+    tx.commit().await?;
+    tracing::warn!(invoice = %invoice.number, refund_id = %r.id, provider = %invoice.provider,
+        error = %why, "a refund was not made");
+    Ok(AppError::Unavailable(format!(
+        "{} did not make refund {}: {why}",
+        invoice.provider, r.id
+    )))
 }
 
 /// Claims the refund's amount on the invoice and records it `pending`, in one transaction
