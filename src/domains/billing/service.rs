@@ -165,8 +165,14 @@ pub async fn change_end(
     }
     let ended_at_payfast = tell_provider(state, &row, ending).await?;
     let mut tx = state.db.begin().await?;
-    // Read again: a payment may have extended the period while the provider answered.
-    let fresh = store::subscription(&mut *tx, user).await?.unwrap_or(row);
+    // Read again: a payment may have extended the period while the provider answered. Another
+    // subscription (a new token) is not the one the provider was told about.
+    let fresh = store::subscription(&mut *tx, user)
+        .await?
+        .filter(|f| f.provider_token == row.provider_token)
+        .ok_or_else(|| {
+            AppError::Conflict("The subscription changed meanwhile; look at it again.".into())
+        })?;
     let updated = SubscriptionRow {
         cancel_at_period_end: ending,
         status: if ended_at_payfast {
