@@ -8,7 +8,9 @@ CREATE INDEX billing_invoices_reference ON billing_invoices (provider, provider_
 
 -- One row per refund. origin: admin (through our API) | provider (made in the provider's
 -- dashboard, learned from its event); status: pending (the provider is being asked) | succeeded |
--- failed (the provider refused or could not be reached: nothing was refunded).
+-- failed (the provider refused or could not be reached: nothing was refunded). idempotency_key:
+-- the admin's `Idempotency-Key`, unique per invoice; cleared when the refund fails, so that a
+-- retry with it asks the provider again.
 CREATE TABLE billing_refunds (
     id                 TEXT PRIMARY KEY NOT NULL,
     invoice_id         TEXT NOT NULL REFERENCES billing_invoices (id),
@@ -21,7 +23,9 @@ CREATE TABLE billing_refunds (
     reason             TEXT NOT NULL,
     actor_id           TEXT,
     provider_refund_id TEXT,
+    idempotency_key    TEXT,
     created_at         BIGINT NOT NULL,
     completed_at       BIGINT
 );
 CREATE INDEX billing_refunds_invoice ON billing_refunds (invoice_id, created_at);
+CREATE UNIQUE INDEX billing_refunds_idempotency ON billing_refunds (invoice_id, idempotency_key);

@@ -42,6 +42,7 @@ on_both_backends!(
     two_refunds_of_one_invoice_at_once_never_refund_more_than_was_paid,
     a_refund_the_provider_fails_answers_503_and_changes_nothing,
     only_admins_may_refund,
+    a_refund_retried_with_the_same_idempotency_key_is_made_once,
     a_charge_refunded_in_stripes_dashboard_is_applied_once_in_any_order,
     our_refund_and_its_charge_refunded_echo_have_one_effect,
     a_user_cancel_cancels_the_payfast_subscription_through_its_api,
@@ -960,5 +961,47 @@ async fn cancel_and_resume_set_cancel_at_period_end_on_the_stripe_subscription(b
     assert_eq!(
         subscription(&app, &s.access).await["cancel_at_period_end"],
         false
+    );
+}
+
+async fn keyed(app: &TestApp, invoice: &str, key: &str, body: Value) -> reqwest::Response {
+    let admin = app.admin_token().await;
+    authed(app, ReqMethod::POST, &refund_path(invoice), &admin)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_refund_retried_with_the_same_idempotency_key_is_made_once(backend: Backend) {
+    let fake = Fake::start().await;
+    let app = spawn(backend, &fake).await;
+    let s = register_customer(&app).await;
+    let id = paid_payfast(&app, &s.access, payfast("plan", "pro"), "7501", "529.00").await;
+    let body = json!({"amount_cents": 1000, "reason": "Goodwill"});
+    let first = keyed(&app, &id, "k-1", body.clone()).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = keyed(&app, &id, "k-1", body.clone()).await;
+    assert_eq!(again.status(), 201);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(fake.calls_to("POST", "/refunds/").len(), 1);
+    assert_eq!(invoice(&app, &id).await["refunded_cents"], 1000);
+    // The same key for another refund is a conflict; a bad key is refused.
+    let other = json!({"amount_cents": 2000, "reason": "Goodwill"});
+    assert_problem(keyed(&app, &id, "k-1", other).await, 409).await;
+    assert_problem(keyed(&app, &id, "bad key", body.clone()).await, 422).await;
+    // A key whose refund the provider did not make can be retried, and asks again.
+    fake.fail.store(true, Ordering::SeqCst);
+    assert_problem(keyed(&app, &id, "k-2", body.clone()).await, 503).await;
+    fake.fail.store(false, Ordering::SeqCst);
+    assert_eq!(keyed(&app, &id, "k-2", body).await.status(), 201);
+    assert_eq!(fake.calls_to("POST", "/refunds/").len(), 3);
+    assert_eq!(invoice(&app, &id).await["refunded_cents"], 2000);
+    assert_eq!(
+        ledger_check(&app).await,
+        json!({"transactions": 3, "unbalanced": 0})
     );
 }

@@ -49,7 +49,23 @@ struct Claimed {
     order: OrderRow,
 }
 
-/// Refunds (part of) invoice `id` through its provider, as `admin` asked.
+/// What an admin asked for.
+struct Ask<'a> {
+    amount: Option<i64>,
+    reason: String,
+    key: Option<&'a str>,
+}
+
+/// What claiming a refund found.
+enum Claim {
+    /// A new refund, to ask the provider for.
+    New(Box<Claimed>),
+    /// The refund made before with the same idempotency key.
+    Made(RefundRow),
+}
+
+/// Refunds (part of) invoice `id` through its provider, as `admin` asked; a retry with the same
+/// `key` (and body) answers the refund made the first time.
 #[tracing::instrument(skip_all, fields(invoice_id = %id, admin = %admin.id))]
 pub async fn refund(
     state: &AppState,
@@ -57,9 +73,18 @@ pub async fn refund(
     admin: &User,
     id: &str,
     req: &RefundRequest,
+    key: Option<&str>,
 ) -> Result<RefundView, AppError> {
     let (amount, reason) = validate(req)?;
-    let claimed = claim(state, admin, id, amount, reason).await?;
+    let asked = Ask {
+        amount,
+        reason,
+        key,
+    };
+    let claimed = match claim(state, admin, id, asked).await? {
+        Claim::New(claimed) => *claimed,
+        Claim::Made(made) => return replay(state, made).await,
+    };
     match ask(state, &claimed).await {
         Ok(provider_refund_id) => confirm(state, meta, claimed, provider_refund_id).await,
         Err(e) => Err(release(state, meta, &claimed, e).await?),
@@ -149,20 +174,55 @@ async fn release(
     )))
 }
 
+/// The refund made before with the same idempotency key, and its invoice as it stands.
+async fn replay(state: &AppState, made: RefundRow) -> Result<RefundView, AppError> {
+    let invoice = store::invoice_by_id(state.db.pool(), &made.invoice_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("refund {} of no invoice", made.id))?;
+    Ok(RefundView {
+        id: made.id,
+        amount_cents: made.amount_cents,
+        currency: Currency::Zar,
+        reason: made.reason,
+        provider_refund_id: made.provider_refund_id,
+        invoice: service::invoice_view(invoice)?,
+    })
+}
+
+/// A refund made with the same key: answered again when the request is the same, else 409.
+fn same_key(made: RefundRow, asked: &Ask<'_>) -> Result<Claim, AppError> {
+    if made.status == "pending" {
+        return Err(AppError::Conflict(
+            "A refund with this Idempotency-Key is being made; look at the invoice shortly.".into(),
+        ));
+    }
+    let same = made.reason == asked.reason && asked.amount.is_none_or(|a| a == made.amount_cents);
+    if !same {
+        return Err(AppError::Conflict(
+            "This Idempotency-Key was already used for a different refund of this invoice.".into(),
+        ));
+    }
+    Ok(Claim::Made(made))
+}
+
 /// Claims the refund's amount on the invoice and records it `pending`, in one transaction
 /// under the invoice's row lock.
 async fn claim(
     state: &AppState,
     admin: &User,
     id: &str,
-    amount: Option<i64>,
-    reason: String,
-) -> Result<Claimed, AppError> {
+    asked: Ask<'_>,
+) -> Result<Claim, AppError> {
     let now = now_micros();
     let mut tx = state.db.begin().await?;
     let mut invoice = store::lock_invoice(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::NotFound("No such invoice.".into()))?;
+    if let Some(key) = asked.key {
+        if let Some(made) = store::refund_by_key(&mut tx, id, key).await? {
+            return same_key(made, &asked);
+        }
+    }
     let left = invoice.amount_cents - invoice.refunded_cents - invoice.refund_reserved_cents;
     if !matches!(invoice.status.as_str(), "paid" | "partially_refunded") || left <= 0 {
         return Err(AppError::Conflict(format!(
@@ -173,7 +233,7 @@ async fn claim(
             invoice.refund_reserved_cents
         )));
     }
-    let amount = amount.unwrap_or(left);
+    let amount = asked.amount.unwrap_or(left);
     if amount > left {
         return Err(AppError::invalid(
             "amount_cents",
@@ -195,18 +255,19 @@ async fn claim(
         origin: "admin".into(),
         status: "pending".into(),
         amount_cents: amount,
-        reason,
+        reason: asked.reason,
         actor_id: Some(admin.id.clone()),
         provider_refund_id: None,
+        idempotency_key: asked.key.map(str::to_owned),
         created_at: now,
     };
     store::insert_refund(&mut tx, &refund).await?;
     tx.commit().await?;
-    Ok(Claimed {
+    Ok(Claim::New(Box::new(Claimed {
         refund,
         invoice,
         order,
-    })
+    })))
 }
 
 /// Refuses (before anything is claimed) a refund its provider cannot be asked for.
@@ -305,6 +366,7 @@ pub async fn from_provider(
         reason: "Refunded at the provider".into(),
         actor_id: None,
         provider_refund_id: Some(provider_refund_id.to_owned()),
+        idempotency_key: None,
         created_at: now,
     };
     store::insert_refund(&mut tx, &refund).await?;
