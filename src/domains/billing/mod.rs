@@ -15,6 +15,7 @@ pub mod stripe;
 pub mod types;
 pub mod webhook;
 
+mod refund_store;
 mod reversal;
 mod routes;
 mod store;

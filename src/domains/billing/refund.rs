@@ -16,9 +16,10 @@ use crate::{
 
 use super::{
     payfast_api::{PayFastApi, PayFastRefund},
+    refund_store::{self, RefundRow},
     reversal::{self, Reversal},
     service,
-    store::{self, InvoiceRow, OrderRow, RefundRow},
+    store::{self, InvoiceRow, OrderRow},
     stripe::{NewRefund, StripeClient},
     types::{Currency, RefundRequest, RefundView, MAX_REFUND_CENTS, REFUND_REASON},
 };
@@ -105,7 +106,7 @@ async fn confirm(
         .await?
         .ok_or_else(|| anyhow::anyhow!("invoice {} vanished during its refund", r.invoice_id))?;
     invoice.refund_reserved_cents -= r.amount_cents;
-    store::finish_refund(
+    refund_store::finish_refund(
         &mut tx,
         &r.id,
         "succeeded",
@@ -153,7 +154,7 @@ async fn release(
         .ok_or_else(|| anyhow::anyhow!("invoice {} vanished during its refund", r.invoice_id))?;
     invoice.refund_reserved_cents -= r.amount_cents;
     store::set_invoice_refunds(&mut tx, &invoice).await?;
-    store::finish_refund(&mut tx, &r.id, "failed", None, now_micros()).await?;
+    refund_store::finish_refund(&mut tx, &r.id, "failed", None, now_micros()).await?;
     let details = serde_json::json!({
         "invoice": invoice.number, "invoice_id": invoice.id, "refund_id": r.id,
         "amount_cents": r.amount_cents, "provider": invoice.provider,
@@ -219,7 +220,7 @@ async fn claim(
         .await?
         .ok_or_else(|| AppError::NotFound("No such invoice.".into()))?;
     if let Some(key) = asked.key {
-        if let Some(made) = store::refund_by_key(&mut tx, id, key).await? {
+        if let Some(made) = refund_store::refund_by_key(&mut tx, id, key).await? {
             return same_key(made, &asked);
         }
     }
@@ -261,7 +262,7 @@ async fn claim(
         idempotency_key: asked.key.map(str::to_owned),
         created_at: now,
     };
-    store::insert_refund(&mut tx, &refund).await?;
+    refund_store::insert_refund(&mut tx, &refund).await?;
     tx.commit().await?;
     Ok(Claim::New(Box::new(Claimed {
         refund,
@@ -369,7 +370,7 @@ pub async fn from_provider(
         idempotency_key: None,
         created_at: now,
     };
-    store::insert_refund(&mut tx, &refund).await?;
+    refund_store::insert_refund(&mut tx, &refund).await?;
     let change = Reversal {
         refund_id: &refund.id,
         amount_cents: amount,
