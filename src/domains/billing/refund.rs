@@ -62,7 +62,7 @@ enum Claim {
     /// A new refund, to ask the provider for.
     New(Box<Claimed>),
     /// The refund made before with the same idempotency key.
-    Made(RefundRow),
+    Made(Box<RefundRow>),
 }
 
 /// Refunds (part of) invoice `id` through its provider, as `admin` asked; a retry with the same
@@ -84,7 +84,7 @@ pub async fn refund(
     };
     let claimed = match claim(state, admin, id, asked).await? {
         Claim::New(claimed) => *claimed,
-        Claim::Made(made) => return replay(state, made).await,
+        Claim::Made(made) => return replay(state, *made).await,
     };
     match ask(state, &claimed).await {
         Ok(provider_refund_id) => confirm(state, meta, claimed, provider_refund_id).await,
@@ -203,7 +203,7 @@ fn same_key(made: RefundRow, asked: &Ask<'_>) -> Result<Claim, AppError> {
             "This Idempotency-Key was already used for a different refund of this invoice.".into(),
         ));
     }
-    Ok(Claim::Made(made))
+    Ok(Claim::Made(Box::new(made)))
 }
 
 /// Claims the refund's amount on the invoice and records it `pending`, in one transaction
