@@ -122,6 +122,7 @@ impl App {
             jobs,
             provided,
             features: DOMAINS.iter().map(|d| d.features).collect(),
+            clock: crate::clock::Clock::default(),
         });
         late.set(&state);
         let router = router(state.clone(), web);

@@ -61,6 +61,8 @@ pub struct Services {
     pub provided: Provided,
     /// Each domain's report of the features it runs, for `/api/status`.
     pub features: Vec<FeatureReport>,
+    /// The clock date-dependent rules read (the system's; tests move it).
+    pub clock: crate::clock::Clock,
 }
 
 /// A domain's report of which of its features are configured and running.

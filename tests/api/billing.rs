@@ -39,6 +39,10 @@ on_both_backends!(
     the_ledger_check_is_for_admins_only,
     an_unpaid_period_is_past_due_for_the_grace_days_then_free,
     two_paid_periods_of_one_plan_at_once_extend_it_twice,
+    a_cancel_at_the_same_time_as_a_renewal_keeps_the_renewed_period,
+    a_period_anchored_on_the_31st_ends_on_the_last_day_of_a_shorter_month_and_returns_to_the_31st,
+    a_cancellation_delivered_before_its_payment_still_ends_the_subscription,
+    a_renewal_delivered_after_its_cancellation_extends_the_paid_period_and_stays_canceled,
 );
 
 pub(crate) const MERCHANT_ID: &str = "10000100";
@@ -1085,8 +1089,8 @@ async fn two_paid_periods_of_one_plan_at_once_extend_it_twice(backend: Backend) 
     for res in answers {
         assert_eq!(itn_result(res).await, "applied");
     }
-    // The second payment to commit extends the first's period: two months from the first. (The
-    // invoice counter's row serialises paying transactions; this holds the rule if that changes.)
+    // The second payment to commit extends the first's period: two months from the first (each
+    // payment takes the account's subscription row before reading the period).
     let sub = subscription(&app, &s.access).await;
     let (start, end) = (
         at(&sub["current_period_start"]),
@@ -1107,5 +1111,117 @@ async fn two_paid_periods_of_one_plan_at_once_extend_it_twice(backend: Backend) 
             first.checked_add_months(month) == Some(start)
         }),
         "{sub} {paid:?}"
+    );
+}
+
+async fn a_cancel_at_the_same_time_as_a_renewal_keeps_the_renewed_period(backend: Backend) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    // A cancel reads the subscription and writes it back with its flag set: without the row
+    // taken first, a renewal committed in between was overwritten with the old period.
+    for round in 0..12 {
+        let s = register_customer(&app).await;
+        let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = itn(&order_id, &format!("95{round:02}1"), "529.00", "COMPLETE");
+        assert_eq!(itn_result(post_itn(&app, first).await).await, "applied");
+        let end = at(&subscription(&app, &s.access).await["current_period_end"]);
+        let renewal = itn(&order_id, &format!("95{round:02}2"), "529.00", "COMPLETE");
+        let cancel = authed(
+            &app,
+            Method::POST,
+            "/api/billing/subscription/cancel",
+            &s.access,
+        )
+        .send();
+        let (renewed, canceled) = tokio::join!(post_itn(&app, renewal), cancel);
+        assert_eq!(itn_result(renewed).await, "applied");
+        assert_eq!(canceled.unwrap().status(), 200);
+        let sub = subscription(&app, &s.access).await;
+        assert_eq!(
+            at(&sub["current_period_end"]),
+            end.checked_add_months(chrono::Months::new(1)).unwrap(),
+            "round {round}: {sub}"
+        );
+    }
+}
+
+fn utc(text: &str) -> chrono::DateTime<chrono::Utc> {
+    text.parse().unwrap()
+}
+
+async fn a_period_anchored_on_the_31st_ends_on_the_last_day_of_a_shorter_month_and_returns_to_the_31st(
+    backend: Backend,
+) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 23:30 on 31 January in Johannesburg is still the 31st in UTC.
+    app.state.clock.set(utc("2027-01-31T21:30:00Z"));
+    itn_result(post_itn(&app, itn(&order_id, "9701", "529.00", "COMPLETE")).await).await;
+    let sub = subscription(&app, &s.access).await;
+    let anchor = at(&sub["current_period_start"]);
+    assert_eq!(anchor.date_naive().to_string(), "2027-01-31", "{sub}");
+    let end = at(&sub["current_period_end"]);
+    assert_eq!(end - anchor, chrono::Duration::days(28), "{sub}");
+    app.state.clock.set(utc("2027-02-27T21:30:00Z"));
+    itn_result(post_itn(&app, itn(&order_id, "9702", "529.00", "COMPLETE")).await).await;
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(at(&sub["current_period_start"]), end, "{sub}");
+    // Counted from the anchor, not from 28 February: the 31st again.
+    assert_eq!(
+        at(&sub["current_period_end"]).date_naive().to_string(),
+        "2027-03-31",
+        "{sub}"
+    );
+    let invoice = &get_json(&app, "/api/billing/invoices", &s.access).await["items"][0];
+    assert!(
+        invoice["number"].as_str().unwrap().starts_with("CC-2027-"),
+        "{invoice}"
+    );
+}
+
+async fn a_cancellation_delivered_before_its_payment_still_ends_the_subscription(backend: Backend) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post_itn(&app, itn(&order_id, "9801", "529.00", "CANCELLED")).await;
+    let res = post_itn(&app, itn(&order_id, "9801", "529.00", "COMPLETE")).await;
+    assert_eq!(itn_result(res).await, "applied");
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(sub["plan"], "pro", "{sub}");
+    assert_eq!(sub["status"], "canceled", "{sub}");
+    assert_eq!(sub["cancel_at_period_end"], true, "{sub}");
+}
+
+async fn a_renewal_delivered_after_its_cancellation_extends_the_paid_period_and_stays_canceled(
+    backend: Backend,
+) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    itn_result(post_itn(&app, itn(&order_id, "9901", "529.00", "COMPLETE")).await).await;
+    let end = at(&subscription(&app, &s.access).await["current_period_end"]);
+    itn_result(post_itn(&app, itn(&order_id, "9901", "529.00", "CANCELLED")).await).await;
+    // PayFast took the renewal before the cancellation but delivered it after.
+    let res = post_itn(&app, itn(&order_id, "9902", "529.00", "COMPLETE")).await;
+    assert_eq!(itn_result(res).await, "applied");
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(sub["status"], "canceled", "{sub}");
+    assert_eq!(sub["cancel_at_period_end"], true, "{sub}");
+    assert_eq!(
+        at(&sub["current_period_end"]),
+        end.checked_add_months(chrono::Months::new(1)).unwrap(),
+        "{sub}"
     );
 }

@@ -4,7 +4,7 @@
 use chrono::{Datelike, Months};
 
 use crate::{
-    db::types::{from_micros, new_id, now_micros, to_micros},
+    db::types::{from_micros, new_id, to_micros},
     domains::{
         audit::{self, Event, RequestMeta},
         users,
@@ -17,6 +17,7 @@ use crate::{
 use super::{
     emails::Template,
     ledger::{self, Entry, Posting},
+    service,
     store::{self, InvoiceRow, OrderRow, SubscriptionRow},
     types::{Cycle, ItnResult},
 };
@@ -77,8 +78,13 @@ async fn claim(
 }
 
 /// Pays the order once: invoice, ledger, plan or credits, receipt, audit.
+///
+/// The invoice number is taken last: the year's counter row is held from then until commit, so
+/// concurrent payments queue only for the few statements after it, not for the whole payment.
+/// What must not interleave within one account (extending its period) is ordered by the
+/// account's subscription row, taken first.
 pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<ItnResult, Failure> {
-    let now = now_micros();
+    let now = state.clock.now_micros();
     let Some((mut tx, order)) = claim(state, v, "COMPLETE", now).await? else {
         return Ok(ItnResult::Duplicate);
     };
@@ -86,12 +92,15 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         tx.rollback().await?;
         return Err(Failure::AlreadyPaid);
     }
-    let number = store::next_invoice_number(&mut tx, from_micros(now).year()).await?;
-    let invoice = InvoiceRow {
+    if order.kind == "subscription" {
+        store::lock_subscription(&mut tx, &order.user_id, now).await?;
+    }
+    let year = from_micros(now).year();
+    let mut invoice = InvoiceRow {
         id: new_id(),
         user_id: order.user_id.clone(),
         order_id: order.id.clone(),
-        number: format!("CC-{}-{number:06}", from_micros(now).year()),
+        number: String::new(),
         status: "paid".into(),
         amount_cents: order.amount_cents,
         refunded_cents: 0,
@@ -103,7 +112,6 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         created_at: now,
         paid_at: Some(now),
     };
-    store::insert_invoice(&mut tx, &invoice).await?;
     ledger::post(&mut tx, &posting(&order, &invoice), now)
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
@@ -111,9 +119,14 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         store::mark_order_paid(&mut tx, &order.id, now).await?;
     }
     if order.kind == "subscription" {
-        extend(&mut tx, &order, v, now).await?;
+        extend(&mut tx, &order, v, now, service::grace(state)).await?;
     }
-    if let Some(user) = users::service::user_by_id(&mut *tx, &order.user_id).await? {
+    let user = users::service::user_by_id(&mut *tx, &order.user_id).await?;
+    // From here to commit the year's invoice counter is held.
+    let number = store::next_invoice_number(&mut tx, year).await?;
+    invoice.number = format!("CC-{year}-{number:06}");
+    store::insert_invoice(&mut tx, &invoice).await?;
+    if let Some(user) = user {
         let email = Email {
             to: user.email,
             template: Template::Receipt {
@@ -171,45 +184,102 @@ fn posting<'a>(order: &OrderRow, invoice: &'a InvoiceRow) -> Posting<'a> {
     }
 }
 
-/// Starts or extends the paid period: a renewal of the running plan extends from its end,
-/// anything else starts now.
+/// Starts or extends the paid period.
+///
+/// A payment for the plan the account is on (a renewal of the order that keeps it running, or
+/// another order of that plan while its period or grace runs) adds its months to the
+/// subscription, and the period ends at the anchor plus every month paid: the order payments
+/// arrive in does not matter, and a period anchored on the 31st ends on the last day of a
+/// shorter month and on the 31st again after it. Anything else starts a new subscription now.
+/// A renewal keeps the status and the cancel flag (a payment taken before a cancellation does
+/// not undo it); a new order starts active, unless its provider already said it was cancelled.
 async fn extend(
     conn: &mut sqlx::AnyConnection,
     order: &OrderRow,
     payment: &Payment,
     now: i64,
+    grace: i64,
 ) -> Result<(), AppError> {
-    // Safe to read then write: this transaction already holds the invoice counter's row (taken
-    // in `pay`), so paying transactions run one after the other and this read sees the period
-    // any earlier payment extended.
+    // Safe to read then write: `pay` took this account's subscription row first, so payments
+    // of one account run one after the other and this read sees what any earlier one wrote.
     let current = store::subscription(&mut *conn, &order.user_id).await?;
     let cycle = order
         .cycle
         .as_deref()
         .and_then(Cycle::parse)
         .unwrap_or(Cycle::Monthly);
-    let start = current
-        .as_ref()
-        .filter(|s| s.plan == order.product && s.status != "canceled")
-        .and_then(|s| s.current_period_end)
-        .filter(|end| *end > now)
-        .unwrap_or(now);
-    let end = from_micros(start)
-        .checked_add_months(Months::new(cycle.months()))
-        .ok_or_else(|| anyhow::anyhow!("a period end beyond the calendar"))?;
+    let months = i64::from(cycle.months());
+    // `order` was read before this payment marked it paid: paid already means a renewal.
+    let renewal = order.status == "paid";
+    let provider_canceled = order.canceled_at.is_some();
+    let continued = current.as_ref().filter(|s| {
+        let running = s
+            .current_period_end
+            .is_some_and(|end| end.saturating_add(grace) > now);
+        let same_order = s.order_id.as_deref() == Some(order.id.as_str());
+        s.plan == order.product
+            && s.period_anchor.is_some()
+            && s.paid_months > 0
+            && ((renewal && same_order) || running)
+    });
+    let (anchor, paid_months, status, cancel, order_id) = match continued {
+        Some(s) if renewal && s.order_id.as_deref() == Some(order.id.as_str()) => (
+            s.period_anchor.unwrap_or(now),
+            s.paid_months + months,
+            if s.status == "canceled" || provider_canceled {
+                "canceled"
+            } else {
+                "active"
+            },
+            s.cancel_at_period_end || provider_canceled,
+            order.id.clone(),
+        ),
+        Some(s) => (
+            s.period_anchor.unwrap_or(now),
+            s.paid_months + months,
+            if provider_canceled {
+                "canceled"
+            } else {
+                "active"
+            },
+            provider_canceled,
+            order.id.clone(),
+        ),
+        None => (
+            now,
+            months,
+            if provider_canceled {
+                "canceled"
+            } else {
+                "active"
+            },
+            provider_canceled,
+            order.id.clone(),
+        ),
+    };
+    let after = |months: i64| {
+        u32::try_from(months)
+            .ok()
+            .and_then(|m| from_micros(anchor).checked_add_months(Months::new(m)))
+            .map(to_micros)
+            .ok_or_else(|| anyhow::anyhow!("a period end beyond the calendar"))
+    };
     let row = SubscriptionRow {
         user_id: order.user_id.clone(),
         plan: order.product.clone(),
         cycle: Some(cycle.as_str().to_owned()),
-        status: "active".into(),
-        current_period_start: Some(start),
-        current_period_end: Some(to_micros(end)),
-        cancel_at_period_end: false,
+        status: status.into(),
+        current_period_start: Some(after(paid_months - months)?),
+        current_period_end: Some(after(paid_months)?),
+        cancel_at_period_end: cancel,
         provider: Some(payment.provider.into()),
         provider_token: payment
             .token
             .clone()
             .or_else(|| current.and_then(|c| c.provider_token)),
+        period_anchor: Some(anchor),
+        paid_months,
+        order_id: Some(order_id),
     };
     store::save_subscription(conn, &row, now).await?;
     Ok(())
@@ -221,13 +291,20 @@ pub async fn cancel(
     meta: &RequestMeta,
     v: &Payment,
 ) -> Result<ItnResult, Failure> {
-    let now = now_micros();
+    let now = state.clock.now_micros();
     let Some((mut tx, order)) = claim(state, v, "CANCELLED", now).await? else {
         return Ok(ItnResult::Duplicate);
     };
+    // Kept with the order, so a payment of it delivered after this still ends canceled.
+    store::mark_order_canceled(&mut tx, &order.id, now).await?;
+    store::lock_subscription(&mut tx, &order.user_id, now).await?;
     let Some(current) = store::subscription(&mut *tx, &order.user_id)
         .await?
-        .filter(|s| s.plan == order.product && s.status != "canceled")
+        .filter(|s| {
+            s.plan == order.product
+                && s.status != "canceled"
+                && s.order_id.as_deref().is_none_or(|o| o == order.id)
+        })
     else {
         tx.commit().await?;
         return Ok(ItnResult::Ignored);

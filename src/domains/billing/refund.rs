@@ -5,7 +5,7 @@
 //! more than was paid, and no transaction is held open while a provider answers.
 
 use crate::{
-    db::types::{new_id, now_micros},
+    db::types::new_id,
     domains::{
         audit::{self, Event, RequestMeta},
         users::User,
@@ -99,7 +99,7 @@ async fn confirm(
     claimed: Claimed,
     provider_refund_id: Option<String>,
 ) -> Result<RefundView, AppError> {
-    let now = now_micros();
+    let now = state.clock.now_micros();
     let r = &claimed.refund;
     let mut tx = state.db.begin().await?;
     let mut invoice = store::lock_invoice(&mut tx, &r.invoice_id)
@@ -154,7 +154,7 @@ async fn release(
         .ok_or_else(|| anyhow::anyhow!("invoice {} vanished during its refund", r.invoice_id))?;
     invoice.refund_reserved_cents -= r.amount_cents;
     store::set_invoice_refunds(&mut tx, &invoice).await?;
-    refund_store::finish_refund(&mut tx, &r.id, "failed", None, now_micros()).await?;
+    refund_store::finish_refund(&mut tx, &r.id, "failed", None, state.clock.now_micros()).await?;
     let details = serde_json::json!({
         "invoice": invoice.number, "invoice_id": invoice.id, "refund_id": r.id,
         "amount_cents": r.amount_cents, "provider": invoice.provider,
@@ -214,7 +214,7 @@ async fn claim(
     id: &str,
     asked: Ask<'_>,
 ) -> Result<Claim, AppError> {
-    let now = now_micros();
+    let now = state.clock.now_micros();
     let mut tx = state.db.begin().await?;
     let mut invoice = store::lock_invoice(&mut tx, id)
         .await?
@@ -342,7 +342,7 @@ pub async fn from_provider(
     total_refunded: i64,
     provider_refund_id: &str,
 ) -> Result<bool, AppError> {
-    let now = now_micros();
+    let now = state.clock.now_micros();
     let mut tx = state.db.begin().await?;
     let Some(mut invoice) = store::lock_invoice(&mut tx, invoice_id).await? else {
         return Ok(false);

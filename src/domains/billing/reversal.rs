@@ -166,6 +166,8 @@ async fn downgrade(
     order: &OrderRow,
     now: i64,
 ) -> Result<Option<SubscriptionRow>, AppError> {
+    // The account's subscription row first, as every change of it does (see `store`).
+    store::lock_subscription(&mut *conn, &order.user_id, now).await?;
     let Some(current) = store::subscription(&mut *conn, &order.user_id)
         .await?
         .filter(|s| s.plan == order.product)
@@ -182,6 +184,9 @@ async fn downgrade(
         cancel_at_period_end: false,
         provider: None,
         provider_token: None,
+        period_anchor: None,
+        paid_months: 0,
+        order_id: None,
     };
     store::save_subscription(conn, &free, now).await?;
     Ok(Some(current))

@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use crate::{
-    db::types::{from_micros, new_id, now_micros},
+    db::types::{from_micros, new_id},
     domains::users::{Role, User},
     error::AppError,
     http::pagination::{Page, Pagination},
@@ -107,14 +107,18 @@ pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64, grace: i64) ->
 }
 
 /// `BILLING_GRACE_DAYS` in microseconds.
-fn grace(state: &AppState) -> i64 {
+pub(crate) fn grace(state: &AppState) -> i64 {
     i64::from(settings(state).grace_days) * 86_400 * 1_000_000
 }
 
 /// The caller's subscription.
 pub async fn subscription(state: &AppState, user: &str) -> Result<SubscriptionView, AppError> {
     let row = store::subscription(state.db.pool(), user).await?;
-    Ok(subscription_view(row.as_ref(), now_micros(), grace(state)))
+    Ok(subscription_view(
+        row.as_ref(),
+        state.clock.now_micros(),
+        grace(state),
+    ))
 }
 
 /// What a change of the cancel flag asks for.
@@ -137,7 +141,8 @@ pub async fn change_end(
     user: &str,
     change: EndChange,
 ) -> Result<SubscriptionView, AppError> {
-    let now = now_micros();
+    let now = state.clock.now_micros();
+    // Read without a transaction: none is held open while the provider answers.
     let row = store::subscription(state.db.pool(), user).await?;
     let view = subscription_view(row.as_ref(), now, grace(state));
     let row = match row {
@@ -165,8 +170,9 @@ pub async fn change_end(
     }
     let ended_at_payfast = tell_provider(state, &row, ending).await?;
     let mut tx = state.db.begin().await?;
-    // Read again: a payment may have extended the period while the provider answered. Another
-    // subscription (a new token) is not the one the provider was told about.
+    // Taken, then read again: a payment may have extended the period while the provider
+    // answered. Another subscription (a new token) is not the one the provider was told about.
+    store::lock_subscription(&mut tx, user, now).await?;
     let fresh = store::subscription(&mut *tx, user)
         .await?
         .filter(|f| f.provider_token == row.provider_token)
@@ -182,6 +188,13 @@ pub async fn change_end(
         },
         ..fresh
     };
+    if ended_at_payfast {
+        // Kept with the order, as for PayFast's own cancellation: a payment of it delivered
+        // after this still ends canceled.
+        if let Some(order) = &updated.order_id {
+            store::mark_order_canceled(&mut tx, order, now).await?;
+        }
+    }
     store::save_subscription(&mut tx, &updated, now).await?;
     tx.commit().await?;
     Ok(subscription_view(Some(&updated), now, grace(state)))
@@ -299,7 +312,8 @@ async fn price(state: &AppState, user: &str, req: &CheckoutRequest) -> Result<Or
         status: "pending".into(),
         idempotency_key: None,
         redirect_url: None,
-        created_at: now_micros(),
+        created_at: state.clock.now_micros(),
+        canceled_at: None,
     })
 }
 

@@ -62,6 +62,8 @@ pub struct OrderRow {
     pub redirect_url: Option<String>,
     /// When it was made (µs).
     pub created_at: i64,
+    /// When the provider said its subscription was cancelled (µs), if it did.
+    pub canceled_at: Option<i64>,
 }
 
 /// A subscription as stored.
@@ -85,6 +87,12 @@ pub struct SubscriptionRow {
     pub provider: Option<String>,
     /// The provider's subscription token.
     pub provider_token: Option<String>,
+    /// Where the paid months are counted from (µs).
+    pub period_anchor: Option<i64>,
+    /// Months paid since the anchor: the period ends at the anchor plus these.
+    pub paid_months: i64,
+    /// The order whose payments keep it running.
+    pub order_id: Option<String>,
 }
 
 /// An invoice as stored.
@@ -198,7 +206,7 @@ pub async fn pack_by_code<'c>(
 
 const ORDER_COLUMNS: &str = "id, user_id, kind, product, cycle, provider, amount_cents, \
                              credit_cents, description, status, idempotency_key, redirect_url, \
-                             created_at";
+                             created_at, canceled_at";
 
 fn order(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
@@ -215,6 +223,7 @@ fn order(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         idempotency_key: row.try_get("idempotency_key")?,
         redirect_url: row.try_get("redirect_url")?,
         created_at: row.try_get("created_at")?,
+        canceled_at: row.try_get("canceled_at")?,
     })
 }
 
@@ -335,7 +344,7 @@ pub async fn claim_notification(
 
 const SUBSCRIPTION_COLUMNS: &str = "user_id, plan, cycle, status, current_period_start, \
      current_period_end, CAST(cancel_at_period_end AS INTEGER) AS cancel_at_period_end, \
-     provider, provider_token";
+     provider, provider_token, period_anchor, paid_months, order_id";
 
 /// The stored subscription of `user`, if their plan ever changed.
 pub async fn subscription<'c>(
@@ -361,6 +370,9 @@ pub async fn subscription<'c>(
         cancel_at_period_end: row.try_get::<i64, _>("cancel_at_period_end")? != 0,
         provider: row.try_get("provider")?,
         provider_token: row.try_get("provider_token")?,
+        period_anchor: row.try_get("period_anchor")?,
+        paid_months: row.try_get("paid_months")?,
+        order_id: row.try_get("order_id")?,
     }))
 }
 
@@ -372,13 +384,16 @@ pub async fn save_subscription(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO billing_subscriptions (user_id, plan, cycle, status, current_period_start, \
-         current_period_end, cancel_at_period_end, provider, provider_token, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         current_period_end, cancel_at_period_end, provider, provider_token, updated_at, \
+         period_anchor, paid_months, order_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (user_id) DO UPDATE SET plan = excluded.plan, cycle = excluded.cycle, \
          status = excluded.status, current_period_start = excluded.current_period_start, \
          current_period_end = excluded.current_period_end, \
          cancel_at_period_end = excluded.cancel_at_period_end, provider = excluded.provider, \
-         provider_token = excluded.provider_token, updated_at = excluded.updated_at",
+         provider_token = excluded.provider_token, updated_at = excluded.updated_at, \
+         period_anchor = excluded.period_anchor, paid_months = excluded.paid_months, \
+         order_id = excluded.order_id",
     )
     .bind(s.user_id.clone())
     .bind(s.plan.clone())
@@ -390,6 +405,9 @@ pub async fn save_subscription(
     .bind(s.provider.clone())
     .bind(s.provider_token.clone())
     .bind(now)
+    .bind(s.period_anchor)
+    .bind(s.paid_months)
+    .bind(s.order_id.clone())
     .execute(conn)
     .await?;
     Ok(())
@@ -407,6 +425,40 @@ pub async fn next_invoice_number(conn: &mut AnyConnection, year: i32) -> Result<
     .fetch_one(conn)
     .await?;
     row.try_get("last")
+}
+
+/// Takes the account's subscription row for the rest of the transaction (creating it as `free`,
+/// which reads the same as no row), so read-modify-writes of one account's subscription run one
+/// after the other on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises writers.
+pub async fn lock_subscription(
+    conn: &mut AnyConnection,
+    user: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO billing_subscriptions (user_id, plan, status, cancel_at_period_end, \
+         updated_at) VALUES ($1, 'free', 'active', FALSE, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET updated_at = billing_subscriptions.updated_at",
+    )
+    .bind(user.to_owned())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Remembers that the provider cancelled order `id`'s subscription (the first time only).
+pub async fn mark_order_canceled(
+    conn: &mut AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE billing_orders SET canceled_at = $2 WHERE id = $1 AND canceled_at IS NULL")
+        .bind(id.to_owned())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Stores a paid invoice.

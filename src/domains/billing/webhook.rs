@@ -8,7 +8,6 @@
 use serde_json::Value;
 
 use crate::{
-    db::types::now_micros,
     domains::audit::{self, Event, Outcome, RequestMeta},
     error::AppError,
     state::AppState,
@@ -103,7 +102,7 @@ async fn verify_and_apply(
     let Some(settings) = state.config.domain::<BillingSettings>().stripe.as_ref() else {
         return Err((Refusal::Off, unnamed()));
     };
-    let now = now_micros() / 1_000_000;
+    let now = state.clock.now_micros() / 1_000_000;
     let secret = settings.webhook_secret.expose();
     if !signature.is_some_and(|s| stripe::signed(s, body, secret, now)) {
         return Err((Refusal::Signature, unnamed()));
