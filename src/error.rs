@@ -7,6 +7,7 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -53,6 +54,35 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
+/// The members of a `/problems/plan-limit` answer: which monthly limit of the account's plan a
+/// request would go over, and when it resets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlanLimit {
+    /// The counter that is spent (`assistant_messages`, `agent_runs`).
+    pub counter: String,
+    /// The plan's limit for the month.
+    pub limit: i64,
+    /// What the account used of it this month.
+    pub used: i64,
+    /// The account's plan (`free`, `pro`, `enterprise`).
+    pub plan: String,
+    /// When the month ends and the counter starts again from zero.
+    pub resets_at: DateTime<Utc>,
+    /// The page where a higher plan can be bought.
+    pub upgrade_url: String,
+}
+
+/// A 429 `/problems/plan-limit` document: the problem members and the limit's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanLimitProblem {
+    /// The problem members (`type` is `/problems/plan-limit`).
+    #[serde(flatten)]
+    pub problem: Problem,
+    /// The limit that was reached.
+    #[serde(flatten)]
+    pub limit: PlanLimit,
+}
+
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -88,6 +118,10 @@ pub enum AppError {
         /// What limit was hit.
         detail: String,
     },
+    /// 429 `/problems/plan-limit`: the request would go over a monthly limit of the account's
+    /// plan; the body carries the limit, what was used, the plan, the reset and where to upgrade.
+    #[error("plan limit reached: {} of {} {} used", .0.used, .0.limit, .0.counter)]
+    PlanLimit(Box<PlanLimit>),
     /// 503: a dependency (the database, Redis) is unavailable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -120,7 +154,7 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } | Self::PlanLimit(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Storage(_) | Self::NotConfigured(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -137,6 +171,14 @@ impl AppError {
             | Self::Conflict(d)
             | Self::NotConfigured(d) => d.clone(),
             Self::TooManyRequests { detail, .. } => detail.clone(),
+            Self::PlanLimit(l) => format!(
+                "The {} plan allows {} {} a month and {} are used; upgrade, or wait until {}.",
+                l.plan,
+                l.limit,
+                l.counter.replace('_', " "),
+                l.used,
+                l.resets_at.format("%Y-%m-%d %H:%M UTC")
+            ),
             Self::PayloadTooLarge => {
                 "The request body is larger than this endpoint accepts.".into()
             }
@@ -172,6 +214,9 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let detail = self.detail();
+        if let Self::PlanLimit(limit) = self {
+            return plan_limit_response(*limit, detail);
+        }
         let retry_after = match &self {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             Self::Unavailable(_) | Self::Storage(_) => Some(5),
@@ -194,6 +239,33 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// The 429 of a plan limit: its own problem type and members, and `Retry-After` until the reset.
+fn plan_limit_response(limit: PlanLimit, detail: String) -> Response {
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let retry_after = (limit.resets_at - Utc::now()).num_seconds().max(1);
+    let body = PlanLimitProblem {
+        problem: Problem {
+            kind: "/problems/plan-limit".into(),
+            title: "Plan Limit Reached".into(),
+            status: status.as_u16(),
+            detail,
+            request_id: current_request_id().unwrap_or_default(),
+            errors: None,
+        },
+        limit,
+    };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)),
+            (header::RETRY_AFTER, HeaderValue::from(retry_after)),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// A slug for the `type` URI of a status, and its title.

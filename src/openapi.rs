@@ -13,7 +13,7 @@ use utoipa::{
 
 use crate::{
     edge::policy::{RouteClass, RouteTable},
-    error::{FieldError, Problem, PROBLEM_JSON},
+    error::{FieldError, PlanLimit, PlanLimitProblem, Problem, PROBLEM_JSON},
 };
 
 /// The document's fixed parts; paths are added by each domain's router.
@@ -24,7 +24,7 @@ use crate::{
         description = "The CapeControl platform API. Every error is an RFC 9457 \
                        `application/problem+json` document carrying the request id."
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, PlanLimitProblem, PlanLimit)),
     tags(
         (name = "health", description = "Probes, health and status"),
         (name = "admin", description = "Admin only: users, audit trail, rate limits, bans and jobs")

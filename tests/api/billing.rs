@@ -42,6 +42,7 @@ on_both_backends!(
     a_cancel_at_the_same_time_as_a_renewal_keeps_the_renewed_period,
     a_period_anchored_on_the_31st_ends_on_the_last_day_of_a_shorter_month_and_returns_to_the_31st,
     a_cancellation_delivered_before_its_payment_still_ends_the_subscription,
+    periods_and_invoice_years_follow_the_calendar_in_johannesburg,
     a_renewal_delivered_after_its_cancellation_extends_the_paid_period_and_stays_canceled,
 );
 
@@ -53,7 +54,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// A local stand-in for PayFast's validation endpoint (answers `answer`, counts calls) and its
 /// API's subscription cancel (answers success; `tests/api/billing_refunds.rs` checks signatures).
 #[derive(Clone)]
-struct FakePayFast {
+pub(crate) struct FakePayFast {
     url: String,
     api: String,
     answer: Arc<Mutex<&'static str>>,
@@ -103,7 +104,10 @@ impl FakePayFast {
     }
 }
 
-async fn spawn_with_payfast(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, FakePayFast) {
+pub(crate) async fn spawn_with_payfast(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (TestApp, FakePayFast) {
     let fake = FakePayFast::start().await;
     let mut vars = vec![
         ("PAYFAST_MERCHANT_ID", MERCHANT_ID),
@@ -118,7 +122,12 @@ async fn spawn_with_payfast(backend: Backend, extra: &[(&str, &str)]) -> (TestAp
     (TestApp::spawn_with(backend, &vars).await, fake)
 }
 
-async fn checkout(app: &TestApp, token: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+pub(crate) async fn checkout(
+    app: &TestApp,
+    token: &str,
+    body: Value,
+    key: Option<&str>,
+) -> reqwest::Response {
     let mut req = authed(app, Method::POST, "/api/billing/checkout", token).json(&body);
     if let Some(key) = key {
         req = req.header("Idempotency-Key", key);
@@ -126,12 +135,12 @@ async fn checkout(app: &TestApp, token: &str, body: Value, key: Option<&str>) ->
     req.send().await.unwrap()
 }
 
-fn pro_monthly() -> Value {
+pub(crate) fn pro_monthly() -> Value {
     json!({"kind": "subscription", "plan": "pro", "cycle": "monthly", "provider": "payfast"})
 }
 
 /// Checks out `body` and answers the order's body.
-async fn order(app: &TestApp, token: &str, body: Value) -> Value {
+pub(crate) async fn order(app: &TestApp, token: &str, body: Value) -> Value {
     let res = checkout(app, token, body, None).await;
     assert_eq!(res.status(), 201);
     res.json().await.unwrap()
@@ -151,7 +160,7 @@ fn md5_hex(text: &str) -> String {
 }
 
 /// A notification as PayFast posts it, signed with `passphrase`.
-fn itn_signed(fields: &[(&str, &str)], passphrase: &str) -> String {
+pub(crate) fn itn_signed(fields: &[(&str, &str)], passphrase: &str) -> String {
     let mut pairs: Vec<(String, String)> = fields
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -753,7 +762,7 @@ pub(crate) async fn subscription(app: &TestApp, token: &str) -> Value {
     get_json(app, "/api/billing/subscription", token).await
 }
 
-fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
     value.as_str().unwrap().parse().unwrap()
 }
 
@@ -1222,6 +1231,57 @@ async fn a_renewal_delivered_after_its_cancellation_extends_the_paid_period_and_
     assert_eq!(
         at(&sub["current_period_end"]),
         end.checked_add_months(chrono::Months::new(1)).unwrap(),
+        "{sub}"
+    );
+}
+
+/// A time to the minute (the moved clock runs on while a test acts).
+fn minute(value: &Value) -> String {
+    at(value).format("%Y-%m-%dT%H:%M").to_string()
+}
+
+async fn periods_and_invoice_years_follow_the_calendar_in_johannesburg(backend: Backend) {
+    let (app, _fake) = spawn_with_payfast(backend, &[]).await;
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 01:00 on 1 January 2028 in Johannesburg: still 31 December 2027 in UTC.
+    app.state.clock.set(utc("2027-12-31T23:00:00Z"));
+    itn_result(post_itn(&app, itn(&order_id, "9601", "529.00", "COMPLETE")).await).await;
+    let invoice = &get_json(&app, "/api/billing/invoices", &s.access).await["items"][0];
+    assert_eq!(invoice["number"], "CC-2028-000001", "{invoice}");
+    // Paid on 1 January there, it renews on 1 February there (UTC's date would say 31 January).
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(
+        minute(&sub["current_period_end"]),
+        "2028-01-31T23:00",
+        "{sub}"
+    );
+    let order_id = order(
+        &app,
+        &s.access,
+        json!({"kind": "subscription", "plan": "enterprise",
+        "cycle": "monthly", "provider": "payfast"}),
+    )
+    .await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 01:00 on 1 March 2028 there (a leap year): 23:00 on 29 February in UTC. Renews 1 April.
+    app.state.clock.set(utc("2028-02-29T23:00:00Z"));
+    itn_result(post_itn(&app, itn(&order_id, "9602", "1799.00", "COMPLETE")).await).await;
+    let sub = subscription(&app, &s.access).await;
+    assert_eq!(sub["plan"], "enterprise", "{sub}");
+    assert_eq!(
+        minute(&sub["current_period_start"]),
+        "2028-02-29T23:00",
+        "{sub}"
+    );
+    assert_eq!(
+        minute(&sub["current_period_end"]),
+        "2028-03-31T23:00",
         "{sub}"
     );
 }

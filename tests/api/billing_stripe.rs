@@ -26,7 +26,7 @@ pub(crate) const SECRET_KEY: &str = "sk_test_fake";
 pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_fake";
 
 /// What the fake saw: each session request's form fields and Idempotency-Key.
-type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
 async fn fake_stripe() -> (String, Seen) {
     let seen: Seen = Arc::default();
@@ -57,7 +57,7 @@ async fn fake_stripe() -> (String, Seen) {
     (format!("http://{addr}"), seen)
 }
 
-async fn spawn_with_stripe(backend: Backend) -> (TestApp, Seen) {
+pub(crate) async fn spawn_with_stripe(backend: Backend) -> (TestApp, Seen) {
     let (base, seen) = fake_stripe().await;
     let app = TestApp::spawn_with(
         backend,
@@ -72,7 +72,7 @@ async fn spawn_with_stripe(backend: Backend) -> (TestApp, Seen) {
     (app, seen)
 }
 
-async fn checkout(app: &TestApp, token: &str, body: Value, key: &str) -> Value {
+pub(crate) async fn checkout(app: &TestApp, token: &str, body: Value, key: &str) -> Value {
     let res = authed(app, Method::POST, "/api/billing/checkout", token)
         .header("Idempotency-Key", key)
         .json(&body)
@@ -83,7 +83,7 @@ async fn checkout(app: &TestApp, token: &str, body: Value, key: &str) -> Value {
     res.json().await.unwrap()
 }
 
-fn pro_monthly() -> Value {
+pub(crate) fn pro_monthly() -> Value {
     json!({"kind": "subscription", "plan": "pro", "cycle": "monthly", "provider": "stripe"})
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn completed(event: &str, session: &str, order_id: &str, amount: i64) -> String {
+pub(crate) fn completed(event: &str, session: &str, order_id: &str, amount: i64) -> String {
     json!({
         "id": event, "type": "checkout.session.completed",
         "data": {"object": {
@@ -128,7 +128,7 @@ pub(crate) async fn result(res: reqwest::Response) -> String {
         .to_owned()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query(sql)
         .fetch_one(app.state.db.pool())
         .await

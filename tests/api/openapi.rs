@@ -70,6 +70,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/billing/invoices"),
     ("get", "/api/billing/invoices/{id}"),
     ("get", "/api/billing/credits"),
+    ("get", "/api/billing/usage"),
     ("get", "/api/admin/ledger/check"),
     ("post", "/api/admin/invoices/{id}/refund"),
     ("post", "/api/payments/payfast/checkout"),

@@ -36,6 +36,7 @@ enum Refusal {
     Amount { sent: String, expected: i64 },
     Unconfirmed(String),
     AlreadyPaid,
+    Token,
 }
 
 impl Refusal {
@@ -50,6 +51,7 @@ impl Refusal {
             Self::Amount { .. } => "amount",
             Self::Unconfirmed(_) => "not_confirmed",
             Self::AlreadyPaid => "order_already_paid",
+            Self::Token => "token_mismatch",
         }
     }
 
@@ -70,6 +72,10 @@ impl Refusal {
             // Why (PayFast's answer, or a connection error) is logged, not sent.
             Self::Unconfirmed(_) => "PayFast did not confirm the notification.".into(),
             Self::AlreadyPaid => "The order was already paid with another payment.".into(),
+            Self::Token => {
+                "The notification's subscription token is not the one the order was paid with."
+                    .into()
+            }
         }
     }
 }
@@ -243,6 +249,7 @@ async fn apply(
         Ok(r) => Ok(Ok(r)),
         Err(Failure::AlreadyPaid) => Err(Refusal::AlreadyPaid),
         Err(Failure::UnknownOrder) => Err(Refusal::UnknownOrder),
+        Err(Failure::TokenMismatch) => Err(Refusal::Token),
         Err(Failure::App(e)) => Ok(Err(e)),
     }
 }

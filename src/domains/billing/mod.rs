@@ -1,14 +1,18 @@
 //! Billing: the plan and credit catalogue, subscriptions, checkout through PayFast and Stripe,
 //! their notifications (verified, then applied exactly once), invoices and the double-entry
-//! ledger. Money is integer cents in ZAR. See docs/billing.md.
+//! ledger, plan quotas for other domains (`quota`), and the yearly renewal reminder (a scheduled
+//! job). Money is integer cents in ZAR. See docs/billing.md.
 
+pub mod calendar;
 pub mod emails;
 pub mod itn;
 pub mod ledger;
 pub mod paid;
 pub mod payfast;
 pub mod payfast_api;
+pub mod quota;
 pub mod refund;
+pub mod reminders;
 pub mod service;
 pub mod settings;
 pub mod stripe;
@@ -37,6 +41,7 @@ pub const DOMAIN: Domain = Domain {
         RouteRule::exact("/api/payments/payfast/itn", RouteClass::Webhook),
         RouteRule::exact("/api/payments/stripe/webhook", RouteClass::Webhook),
     ],
+    jobs: reminders::register,
     features,
     ..Domain::new("billing")
 };

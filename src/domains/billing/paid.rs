@@ -1,10 +1,8 @@
 //! Applying a verified payment, whichever provider took it: exactly once (the provider's
 //! payment id is claimed first), in one transaction with all its effects.
 
-use chrono::{Datelike, Months};
-
 use crate::{
-    db::types::{from_micros, new_id, to_micros},
+    db::types::new_id,
     domains::{
         audit::{self, Event, RequestMeta},
         users,
@@ -15,6 +13,7 @@ use crate::{
 };
 
 use super::{
+    calendar,
     emails::Template,
     ledger::{self, Entry, Posting},
     service,
@@ -27,15 +26,29 @@ use super::{
 pub struct Payment {
     /// `payfast` or `stripe`.
     pub provider: &'static str,
-    /// The provider's id of the payment (PayFast's `pf_payment_id`, Stripe's session id).
+    /// The provider's id of the payment (PayFast's `pf_payment_id`, Stripe's session or
+    /// invoice id).
     pub payment_id: String,
     /// Our order.
     pub order_id: String,
-    /// The provider's subscription token, if any.
+    /// The provider's subscription token, if any (PayFast's `token`, Stripe's `sub_…`).
     pub token: Option<String>,
     /// What a refund goes through, when it is not the payment id (Stripe's payment intent, or
     /// the subscription invoice of a subscription-mode session).
     pub reference: Option<String>,
+}
+
+impl Payment {
+    /// Whether this payment may apply to `order`: once a subscription order was paid with a
+    /// provider token, every later payment of it must name the same one (a renewal of another
+    /// subscription, or a forged one, must not extend this one).
+    fn token_matches(&self, order: &OrderRow) -> bool {
+        order.kind != "subscription"
+            || order
+                .provider_token
+                .as_deref()
+                .is_none_or(|kept| self.token.as_deref() == Some(kept))
+    }
 }
 
 /// Why a verified payment was not applied.
@@ -45,6 +58,8 @@ pub enum Failure {
     AlreadyPaid,
     /// The order is gone.
     UnknownOrder,
+    /// A subscription order was paid with another provider token than this payment names.
+    TokenMismatch,
     /// The database or a bug.
     App(AppError),
 }
@@ -92,10 +107,14 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         tx.rollback().await?;
         return Err(Failure::AlreadyPaid);
     }
+    if !v.token_matches(&order) {
+        tx.rollback().await?;
+        return Err(Failure::TokenMismatch);
+    }
     if order.kind == "subscription" {
         store::lock_subscription(&mut tx, &order.user_id, now).await?;
     }
-    let year = from_micros(now).year();
+    let year = calendar::year_of(now);
     let mut invoice = InvoiceRow {
         id: new_id(),
         user_id: order.user_id.clone(),
@@ -119,6 +138,9 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         store::mark_order_paid(&mut tx, &order.id, now).await?;
     }
     if order.kind == "subscription" {
+        if let (None, Some(token)) = (&order.provider_token, &v.token) {
+            store::keep_order_token(&mut tx, &order.id, token).await?;
+        }
         extend(&mut tx, &order, v, now, service::grace(state)).await?;
     }
     let user = users::service::user_by_id(&mut *tx, &order.user_id).await?;
@@ -260,8 +282,7 @@ async fn extend(
     let after = |months: i64| {
         u32::try_from(months)
             .ok()
-            .and_then(|m| from_micros(anchor).checked_add_months(Months::new(m)))
-            .map(to_micros)
+            .and_then(|m| calendar::add_months(anchor, m))
             .ok_or_else(|| anyhow::anyhow!("a period end beyond the calendar"))
     };
     let row = SubscriptionRow {
@@ -322,5 +343,49 @@ pub async fn cancel(
     .with(serde_json::json!({"provider": v.provider, "order_id": order.id}));
     audit::record(&mut tx, meta, event).await?;
     tx.commit().await?;
+    Ok(ItnResult::Applied)
+}
+
+/// The provider could not collect a renewal (Stripe's `invoice.payment_failed`): the running
+/// subscription of the order's plan is `past_due` until a payment arrives. Once per invoice; an
+/// invoice that was already paid (a late failure notice) changes nothing.
+pub async fn past_due(
+    state: &AppState,
+    meta: &RequestMeta,
+    v: &Payment,
+) -> Result<ItnResult, Failure> {
+    let now = state.clock.now_micros();
+    let Some((mut tx, order)) = claim(state, v, "FAILED", now).await? else {
+        return Ok(ItnResult::Duplicate);
+    };
+    if !v.token_matches(&order) {
+        tx.rollback().await?;
+        return Err(Failure::TokenMismatch);
+    }
+    let paid = store::notification_seen(&mut tx, v.provider, &v.payment_id, "COMPLETE").await?;
+    let current = store::subscription(&mut *tx, &order.user_id)
+        .await?
+        .filter(|s| s.plan == order.product && s.status != "canceled")
+        .filter(|s| s.provider.as_deref() == Some(v.provider));
+    let Some(current) = current.filter(|_| !paid) else {
+        tx.commit().await?;
+        return Ok(ItnResult::Ignored);
+    };
+    let row = SubscriptionRow {
+        status: "past_due".into(),
+        ..current
+    };
+    store::save_subscription(&mut tx, &row, now).await?;
+    let event = Event {
+        actor: None,
+        ..Event::own(&order.user_id, "subscription_past_due")
+    }
+    .with(serde_json::json!({
+        "provider": v.provider, "order_id": order.id, "payment_id": v.payment_id,
+    }));
+    audit::record(&mut tx, meta, event).await?;
+    tx.commit().await?;
+    tracing::info!(provider = v.provider, order_id = %order.id, payment_id = %v.payment_id,
+        "a renewal was not paid: the subscription is past due");
     Ok(ItnResult::Applied)
 }

@@ -27,7 +27,7 @@ use crate::{
 };
 
 use super::{
-    itn, refund,
+    itn, quota, refund,
     service::{self, EndChange},
     types::*,
     webhook,
@@ -45,6 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invoices))
         .routes(routes!(invoice))
         .routes(routes!(credits))
+        .routes(routes!(usage))
         .routes(routes!(ledger_check))
         .routes(routes!(refund_invoice))
         .routes(routes!(payfast_checkout))
@@ -214,6 +215,16 @@ async fn credits(
     me: AuthUser,
 ) -> Result<AppJson<CreditsView>, AppError> {
     Ok(AppJson(service::credits(&state, &me.user.id).await?))
+}
+
+/// What the caller used this month of each limit of their plan, and when the counters reset.
+#[utoipa::path(get, path = "/api/billing/usage", tag = "billing", security(("bearerAuth" = [])), responses(
+    (status = 200, description = "Each counter's use, limit and reset (the first of next month, UTC)", body = UsageView)))]
+async fn usage(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> Result<AppJson<UsageView>, AppError> {
+    Ok(AppJson(quota::usage(&state, &me.user.id).await?))
 }
 
 /// Checks that every ledger transaction sums to zero.

@@ -1,8 +1,6 @@
 //! The billing rules: the catalogue, subscriptions, checkout (amounts only from the catalogue,
 //! idempotent per `Idempotency-Key`), invoices and credits. Notifications are in `itn.rs`.
 
-use chrono::Utc;
-
 use crate::{
     db::types::{from_micros, new_id},
     domains::users::{Role, User},
@@ -107,7 +105,7 @@ pub fn subscription_view(row: Option<&SubscriptionRow>, now: i64, grace: i64) ->
 }
 
 /// `BILLING_GRACE_DAYS` in microseconds.
-pub(crate) fn grace(state: &AppState) -> i64 {
+pub(super) fn grace(state: &AppState) -> i64 {
     i64::from(settings(state).grace_days) * 86_400 * 1_000_000
 }
 
@@ -312,6 +310,7 @@ async fn price(state: &AppState, user: &str, req: &CheckoutRequest) -> Result<Or
         status: "pending".into(),
         idempotency_key: None,
         redirect_url: None,
+        provider_token: None,
         created_at: state.clock.now_micros(),
         canceled_at: None,
     })
@@ -632,10 +631,4 @@ pub async fn ledger_check(state: &AppState) -> Result<LedgerCheck, AppError> {
         transactions,
         unbalanced,
     })
-}
-
-/// The current UTC year, for invoice numbers.
-pub fn invoice_year() -> i32 {
-    use chrono::Datelike;
-    Utc::now().year()
 }

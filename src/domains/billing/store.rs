@@ -60,6 +60,8 @@ pub struct OrderRow {
     pub idempotency_key: Option<String>,
     /// The provider's payment page, once made (Stripe).
     pub redirect_url: Option<String>,
+    /// The provider's subscription token it was first paid with (subscriptions).
+    pub provider_token: Option<String>,
     /// When it was made (µs).
     pub created_at: i64,
     /// When the provider said its subscription was cancelled (µs), if it did.
@@ -206,7 +208,7 @@ pub async fn pack_by_code<'c>(
 
 const ORDER_COLUMNS: &str = "id, user_id, kind, product, cycle, provider, amount_cents, \
                              credit_cents, description, status, idempotency_key, redirect_url, \
-                             created_at, canceled_at";
+                             provider_token, created_at, canceled_at";
 
 fn order(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
     Ok(OrderRow {
@@ -222,6 +224,7 @@ fn order(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
         status: row.try_get("status")?,
         idempotency_key: row.try_get("idempotency_key")?,
         redirect_url: row.try_get("redirect_url")?,
+        provider_token: row.try_get("provider_token")?,
         created_at: row.try_get("created_at")?,
         canceled_at: row.try_get("canceled_at")?,
     })
@@ -316,6 +319,41 @@ pub async fn mark_order_paid(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Keeps the provider's subscription token an order was first paid with (never replaced).
+pub async fn keep_order_token(
+    conn: &mut AnyConnection,
+    id: &str,
+    token: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE billing_orders SET provider_token = $2 WHERE id = $1 AND provider_token IS NULL",
+    )
+    .bind(id.to_owned())
+    .bind(token.to_owned())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a provider's notification `(external_id, event)` was applied.
+pub async fn notification_seen(
+    conn: &mut AnyConnection,
+    provider: &str,
+    external_id: &str,
+    event: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT 1 AS seen FROM billing_notifications \
+         WHERE provider = $1 AND external_id = $2 AND event = $3",
+    )
+    .bind(provider.to_owned())
+    .bind(external_id.to_owned())
+    .bind(event.to_owned())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// Records that a provider's notification `(external_id, event)` is being applied; `false` when

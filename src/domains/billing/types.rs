@@ -565,6 +565,71 @@ pub struct ItnAnswer {
     pub result: ItnResult,
 }
 
+/// A monthly counter of a plan's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Counter {
+    /// Messages to the assistant.
+    AssistantMessages,
+    /// Runs of marketplace agents.
+    AgentRuns,
+}
+
+impl Counter {
+    /// Every counter.
+    pub const ALL: [Self; 2] = [Self::AssistantMessages, Self::AgentRuns];
+
+    /// The stored name (and the key in `billing_plans.limits`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AssistantMessages => "assistant_messages",
+            Self::AgentRuns => "agent_runs",
+        }
+    }
+
+    /// This counter's limit among a plan's limits.
+    pub fn limit_in(self, limits: &PlanLimits) -> u64 {
+        match self {
+            Self::AssistantMessages => limits.assistant_messages,
+            Self::AgentRuns => limits.agent_runs,
+        }
+    }
+}
+
+/// One counter this month.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CounterUsage {
+    /// Used this month.
+    pub used: i64,
+    /// The plan's limit for a month.
+    pub limit: i64,
+    /// When the month ends and `used` starts again from zero.
+    pub resets_at: DateTime<Utc>,
+}
+
+/// Each counter of the caller's plan this month.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageCounters {
+    /// Assistant messages.
+    pub assistant_messages: CounterUsage,
+    /// Agent runs.
+    pub agent_runs: CounterUsage,
+}
+
+/// `GET /api/billing/usage`: the caller's plan and what they used of its monthly limits.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageView {
+    /// The plan whose limits apply (the subscription's, as `GET /api/billing/subscription`
+    /// answers it).
+    pub plan: PlanCode,
+    /// When this month began (the first of the month, 00:00 UTC).
+    pub period_start: DateTime<Utc>,
+    /// When the next month begins.
+    pub resets_at: DateTime<Utc>,
+    /// Each counter.
+    pub counters: UsageCounters,
+}
+
 /// Why a refund is made: one line with a visible character.
 pub const REFUND_REASON: crate::http::validate::Text =
     crate::http::validate::Text::new(crate::http::validate::Kind::NonBlank, 1, 200);
