@@ -47,14 +47,16 @@ on_both_backends!(
 );
 
 pub(crate) const MERCHANT_ID: &str = "10000100";
-const MERCHANT_KEY: &str = "46f0cd694581a";
+pub(crate) const MERCHANT_KEY: &str = "46f0cd694581a";
 pub(crate) const PASSPHRASE: &str = "jt7NOE43FZPn";
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// A local stand-in for PayFast's validation endpoint: answers `answer`, counts calls.
+/// A local stand-in for PayFast's validation endpoint (answers `answer`, counts calls) and its
+/// API's subscription cancel (answers success; `tests/api/billing_refunds.rs` checks signatures).
 #[derive(Clone)]
 pub(crate) struct FakePayFast {
     url: String,
+    api: String,
     answer: Arc<Mutex<&'static str>>,
     calls: Arc<AtomicUsize>,
 }
@@ -64,24 +66,34 @@ impl FakePayFast {
         let answer = Arc::new(Mutex::new("VALID"));
         let calls = Arc::new(AtomicUsize::new(0));
         let (a, c) = (answer.clone(), calls.clone());
-        let router = axum::Router::new().route(
-            "/eng/query/validate",
-            axum::routing::post(move |body: String| {
-                let (a, c) = (a.clone(), c.clone());
-                async move {
-                    c.fetch_add(1, Ordering::SeqCst);
-                    // PayFast is posted the notification's own parameter string.
-                    assert!(body.contains("pf_payment_id="), "{body}");
-                    let answer: &'static str = *a.lock().unwrap();
-                    answer
-                }
-            }),
-        );
+        let router = axum::Router::new()
+            .route(
+                "/eng/query/validate",
+                axum::routing::post(move |body: String| {
+                    let (a, c) = (a.clone(), c.clone());
+                    async move {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        // PayFast is posted the notification's own parameter string.
+                        assert!(body.contains("pf_payment_id="), "{body}");
+                        let answer: &'static str = *a.lock().unwrap();
+                        answer
+                    }
+                }),
+            )
+            .route(
+                "/subscriptions/{token}/cancel",
+                axum::routing::put(|| async {
+                    axum::Json(
+                        json!({"code": 200, "status": "success", "data": {"response": true}}),
+                    )
+                }),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             url: format!("http://{addr}/eng/query/validate"),
+            api: format!("http://{addr}"),
             answer,
             calls,
         }
@@ -102,6 +114,7 @@ pub(crate) async fn spawn_with_payfast(
         ("PAYFAST_MERCHANT_KEY", MERCHANT_KEY),
         ("PAYFAST_PASSPHRASE", PASSPHRASE),
         ("PAYFAST_VALIDATE_URL", fake.url.as_str()),
+        ("PAYFAST_API_URL", fake.api.as_str()),
         ("PAYFAST_VALID_SOURCES", "127.0.0.1/32"),
         ("PUBLIC_BASE_URL", "https://capecontrol.example"),
     ];
@@ -193,7 +206,7 @@ pub(crate) async fn itn_result(res: reqwest::Response) -> String {
     body["result"].as_str().unwrap().to_owned()
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+pub(crate) async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query(sql)
         .fetch_one(app.state.db.pool())
         .await
@@ -201,7 +214,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .get::<i64, _>(0)
 }
 
-async fn ledger_check(app: &TestApp) -> Value {
+pub(crate) async fn ledger_check(app: &TestApp) -> Value {
     app.admin_get("/api/admin/ledger/check").await
 }
 
@@ -985,21 +998,6 @@ async fn cancel_resume_and_switching_to_free_change_only_a_running_paid_plan(bac
         .unwrap()
         .to_owned();
     itn_result(post_itn(&app, itn(&order_id, "9101", "529.00", "COMPLETE")).await).await;
-    let canceled: Value = post("/api/billing/subscription/cancel")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(canceled["plan"], "pro");
-    assert_eq!(canceled["cancel_at_period_end"], true);
-    let resumed: Value = post("/api/billing/subscription/resume")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(resumed["cancel_at_period_end"], false);
     let to_free: Value = post_authed(
         &app,
         "/api/billing/subscription",
@@ -1015,6 +1013,17 @@ async fn cancel_resume_and_switching_to_free_change_only_a_running_paid_plan(bac
         "free takes effect at the end of the paid period"
     );
     assert_eq!(to_free["cancel_at_period_end"], true);
+    // PayFast's subscription was cancelled through its API: it cannot be resumed, and cancelling
+    // again answers it as it stands.
+    assert_eq!(to_free["status"], "canceled");
+    assert_problem(post("/api/billing/subscription/resume").await.unwrap(), 409).await;
+    let canceled: Value = post("/api/billing/subscription/cancel")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(canceled, to_free);
 }
 
 async fn the_ledger_check_is_for_admins_only(backend: Backend) {

@@ -142,6 +142,7 @@ enum Product {
 #[derive(Debug, Clone)]
 struct Order {
     id: String,
+    provider: Provider,
     product: Product,
     amount: i64,
     paid: bool,
@@ -253,6 +254,12 @@ struct Account {
     delivered: Vec<Note>,
     /// Each applied payment's `paid_at`, by payment id (a subscription's anchor is one).
     anchors: HashMap<String, i64>,
+    /// Each applied payment's order, by payment id.
+    paid_orders: HashMap<String, usize>,
+    /// Refunded cents, by payment id.
+    refunded: HashMap<String, i64>,
+    /// Refunds made.
+    refunds: i64,
 }
 
 impl Account {
@@ -373,18 +380,63 @@ impl Account {
         })
     }
 
-    /// What a user's change of the cancel flag answers, applied to the model.
+    /// What a user's change of the cancel flag answers, applied to the model. Ending a PayFast
+    /// subscription cancels it at PayFast (it cannot be resumed); a Stripe one is set to end
+    /// with its period there, which a resume undoes.
     fn change(&mut self, action: Action, now: i64, anchors: &HashMap<String, i64>) -> u16 {
         let view = self.view(now, anchors);
-        let running = view["plan"] != "free" && view["status"] == "active";
-        if running {
-            self.sub.as_mut().expect("running").cancel_flag = action != Action::Resume;
+        if view["plan"] == "free" {
+            return if action == Action::SwitchToFree {
+                200
+            } else {
+                409
+            };
+        }
+        let ending = action != Action::Resume;
+        let s = self.sub.as_mut().expect("a paid plan");
+        if ending && s.cancel_flag && view["status"] != "past_due" {
             return 200;
         }
-        match action {
-            Action::SwitchToFree if view["plan"] == "free" => 200,
-            _ => 409,
+        if view["status"] != "active" {
+            return 409;
         }
+        if s.cancel_flag == ending {
+            return 200;
+        }
+        s.cancel_flag = ending;
+        if self.orders[s.order].provider == Provider::PayFast {
+            s.canceled = true;
+            self.orders[s.order].canceled = true;
+        }
+        200
+    }
+
+    /// What an admin's refund of `amount` of `payment`'s invoice answers, applied to the model:
+    /// a credit pack gives back its credit in proportion (refused beyond the unspent balance),
+    /// a full refund of a plan ends it at once.
+    fn refund(&mut self, payment: &str, amount: i64) -> u16 {
+        let order = &self.orders[self.paid_orders[payment]];
+        let before = self.refunded.get(payment).copied().unwrap_or(0);
+        match order.product {
+            Product::Pack { credit } => {
+                let owed = |refunded: i64| credit * refunded / order.amount;
+                let taken = owed(before + amount) - owed(before);
+                if taken > self.credits {
+                    return 409;
+                }
+                self.credits -= taken;
+            }
+            Product::Plan { code, .. } => {
+                if before + amount == order.amount
+                    && self.sub.as_ref().is_some_and(|s| s.plan == code)
+                {
+                    self.sub = None;
+                }
+            }
+        }
+        self.refunded.insert(payment.to_owned(), before + amount);
+        self.refunds += 1;
+        201
     }
 }
 
@@ -408,6 +460,15 @@ impl Action {
 // ---------------------------------------------------------------------------------------------
 // A lifecycle: what twins both live, before each shuffles its deliveries.
 
+/// An admin refund after a lifecycle's deliveries: of the n-th payment applied (modulo), in
+/// full or of a part drawn from the seed.
+#[derive(Debug, Clone, Copy)]
+struct RefundSpec {
+    nth: usize,
+    full: bool,
+    seed: u64,
+}
+
 #[derive(Debug, Clone)]
 enum Spec {
     Plan {
@@ -418,12 +479,30 @@ enum Spec {
         provider_cancel: bool,
         first_invoice_noise: bool,
         actions: Vec<Action>,
+        refund: Option<RefundSpec>,
     },
     Pack {
         pack: usize,
         provider: Provider,
         paid_twice: bool,
+        refund: Option<RefundSpec>,
     },
+}
+
+impl Spec {
+    fn refund(&self) -> Option<RefundSpec> {
+        match self {
+            Self::Plan { refund, .. } | Self::Pack { refund, .. } => *refund,
+        }
+    }
+}
+
+fn refund_spec(rng: &mut StdRng) -> Option<RefundSpec> {
+    rng.gen_bool(0.3).then(|| RefundSpec {
+        nth: rng.gen_range(0..4),
+        full: rng.gen_bool(0.5),
+        seed: rng.gen(),
+    })
 }
 
 fn spec(rng: &mut StdRng) -> Spec {
@@ -437,6 +516,7 @@ fn spec(rng: &mut StdRng) -> Spec {
             pack: rng.gen_range(0..PACKS.len()),
             provider,
             paid_twice: provider == Provider::PayFast && rng.gen_bool(0.2),
+            refund: refund_spec(rng),
         };
     }
     let actions = match rng.gen_range(0..10) {
@@ -455,6 +535,7 @@ fn spec(rng: &mut StdRng) -> Spec {
         provider_cancel: rng.gen_bool(0.25),
         first_invoice_noise: provider == Provider::Stripe && rng.gen_bool(0.3),
         actions,
+        refund: refund_spec(rng),
     }
 }
 
@@ -562,6 +643,7 @@ impl Run {
                         "client_reference_id": order.id, "metadata": {"order_id": order.id},
                         "amount_total": order.amount, "currency": "zar",
                         "payment_status": "paid", "subscription": mode,
+                        "payment_intent": format!("pi_{session}"),
                     }},
                 }))
                 .await
@@ -571,6 +653,7 @@ impl Run {
                     "id": event_id, "object": "event", "type": "invoice.paid",
                     "data": {"object": {
                         "id": invoice, "object": "invoice", "amount_paid": order.amount,
+                        "payment_intent": format!("pi_{invoice}"),
                         "currency": "zar", "status": "paid",
                         "billing_reason": if *first { "subscription_create" } else { "subscription_cycle" },
                         "parent": {"type": "subscription_details", "subscription_details": {
@@ -602,22 +685,21 @@ impl Run {
         }
     }
 
-    /// The anchors of `account`'s subscription (its starting payment's `paid_at`), from its
-    /// invoices, and the invoice total.
-    async fn invoices(&self, s: &Session) -> (i64, HashMap<String, i64>) {
+    /// The account's invoice total and its newest hundred invoices, by provider payment id.
+    async fn invoices(&self, s: &Session) -> (i64, HashMap<String, Value>) {
         let page = self.get("/api/billing/invoices?per_page=100", s).await;
-        let anchors = page["items"]
+        let items = page["items"]
             .as_array()
             .unwrap()
             .iter()
             .map(|i| {
                 (
                     i["provider_payment_id"].as_str().unwrap().to_owned(),
-                    micros_of(&i["paid_at"]),
+                    i.clone(),
                 )
             })
             .collect();
-        (page["total"].as_i64().unwrap(), anchors)
+        (page["total"].as_i64().unwrap(), items)
     }
 
     /// The account's subscription, invoices and credits must be what the model says.
@@ -665,6 +747,7 @@ impl Run {
                 pack,
                 provider,
                 paid_twice,
+                ..
             } => {
                 let (code, price, credit) = PACKS[*pack];
                 let (id, amount) = self
@@ -680,6 +763,7 @@ impl Run {
                     amount,
                     paid: false,
                     canceled: false,
+                    provider: *provider,
                 });
                 let o = a.orders.len() - 1;
                 let unique = || uuid::Uuid::new_v4().simple().to_string();
@@ -736,6 +820,7 @@ impl Run {
                     amount,
                     paid: false,
                     canceled: false,
+                    provider: *provider,
                 });
                 let o = a.orders.len() - 1;
                 let unique = || uuid::Uuid::new_v4().simple().to_string();
@@ -790,6 +875,7 @@ impl Run {
             deliveries.push(notes[rng.gen_range(0..notes.len())].clone());
         }
         deliveries.shuffle(&mut rng);
+        let mut applied = Vec::new();
         for note in &deliveries {
             let now = self.now();
             let got = self.deliver(a, note).await;
@@ -797,6 +883,9 @@ impl Run {
                 // The clock stands still for the epoch: the invoice is paid now, and a
                 // subscription this payment starts is anchored now (checked at the end).
                 a.anchors.insert(note.payment_id(&a.orders), now);
+                a.paid_orders
+                    .insert(note.payment_id(&a.orders), note.order());
+                applied.push(note.payment_id(&a.orders));
             }
             let anchors = std::mem::take(&mut a.anchors);
             let want = a.deliver(note, now, &anchors);
@@ -818,15 +907,61 @@ impl Run {
                 assert_eq!(status, want, "seed {}, {who}: {action:?}", self.seed);
             }
         }
+        if let (Some(r), false) = (spec.refund(), applied.is_empty()) {
+            let payment = &applied[r.nth % applied.len()];
+            let (_, invoices) = self.invoices(s).await;
+            let invoice = &invoices[payment];
+            let left = invoice["amount_cents"].as_i64().unwrap()
+                - invoice["refunded_cents"].as_i64().unwrap();
+            let amount = if r.full || left == 1 {
+                left
+            } else {
+                StdRng::seed_from_u64(r.seed).gen_range(1..left)
+            };
+            let admin = self.app.admin_token().await;
+            let path = format!(
+                "/api/admin/invoices/{}/refund",
+                invoice["id"].as_str().unwrap()
+            );
+            let res = authed(&self.app, Method::POST, &path, &admin)
+                .json(&json!({"amount_cents": amount, "reason": "Property test"}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or_default();
+            let want = a.refund(payment, amount);
+            assert_eq!(
+                status, want,
+                "seed {}, {who}: refund {amount} of {invoice}: {body}",
+                self.seed
+            );
+        }
         self.check(who, s, a, &a.anchors).await;
-        let (total, paid) = self.invoices(s).await;
+        let (total, invoices) = self.invoices(s).await;
         assert_eq!(total, a.invoices, "seed {}, {who}: invoices", self.seed);
-        for (payment, at) in paid {
+        for (payment, invoice) in invoices {
+            let seed = self.seed;
             assert_eq!(
                 a.anchors.get(&payment),
-                Some(&at),
-                "seed {}, {who}: the invoice of {payment} was paid at another time",
-                self.seed
+                Some(&micros_of(&invoice["paid_at"])),
+                "seed {seed}, {who}: the invoice of {payment} was paid at another time"
+            );
+            let refunded = a.refunded.get(&payment).copied().unwrap_or(0);
+            let amount = a.orders[a.paid_orders[&payment]].amount;
+            let status = match refunded {
+                0 => "paid",
+                r if r == amount => "refunded",
+                _ => "partially_refunded",
+            };
+            assert_eq!(
+                (
+                    invoice["amount_cents"].as_i64(),
+                    invoice["refunded_cents"].as_i64(),
+                    invoice["status"].as_str()
+                ),
+                (Some(amount), Some(refunded), Some(status)),
+                "seed {seed}, {who}: {invoice}"
             );
         }
     }
@@ -834,11 +969,13 @@ impl Run {
 
 async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(backend: Backend) {
     let seed = setting("BILLING_SEED", 20_261_202);
-    let lifecycles = setting("BILLING_LIFECYCLES", 10_000) as usize;
+    let lifecycles = setting("BILLING_LIFECYCLES", 5_000) as usize;
     let mut vars = PASSPHRASE_VARS.to_vec();
     let (payfast, stripe) = fakes().await;
+    let validate = format!("{payfast}/eng/query/validate");
     vars.extend([
-        ("PAYFAST_VALIDATE_URL", payfast.as_str()),
+        ("PAYFAST_VALIDATE_URL", validate.as_str()),
+        ("PAYFAST_API_URL", payfast.as_str()),
         ("PAYFAST_VALID_SOURCES", "127.0.0.1/32"),
         ("STRIPE_SECRET_KEY", "sk_test_lifecycles"),
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
@@ -849,6 +986,8 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
         ("RATE_LIMIT_GENERAL", "1000000000/60"),
         ("RATE_LIMIT_AUTH", "1000000000/60"),
         ("MAX_CONCURRENT_PER_IP", "100000"),
+        // A long run outlives the default 15-minute access tokens.
+        ("ACCESS_TOKEN_TTL_SECONDS", "3600"),
     ]);
     let run = Run {
         app: TestApp::spawn_with(backend, &vars).await,
@@ -864,7 +1003,11 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
     let mut now =
         days_from_civil(2027, 12, 31) * MICROS_PER_DAY + 21 * 3_600_000_000 + 1_800_000_000;
     let epochs = lifecycles.div_ceil(PAIRS * 2);
+    let started = std::time::Instant::now();
     for epoch in 0..epochs {
+        if epoch % 5 == 0 {
+            eprintln!("epoch {epoch} at {:?}", started.elapsed());
+        }
         // Frozen for the epoch: the model and the service read the same instant.
         run.app
             .state
@@ -892,6 +1035,7 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
                         .map(|s| (s.plan, s.months, s.canceled, s.cancel_flag, s.paid_months)),
                     x.invoices,
                     x.credits,
+                    x.refunds,
                 )
             };
             assert_eq!(
@@ -950,7 +1094,7 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
         });
     futures::future::join_all(replays).await;
     // Every ledger transaction balances, one per invoice; invoice numbers run 1..n per year.
-    let payments: i64 = accounts.iter().map(|a| a.invoices).sum();
+    let payments: i64 = accounts.iter().map(|a| a.invoices + a.refunds).sum();
     let admin_check = run.app.admin_get("/api/admin/ledger/check").await;
     assert_eq!(
         admin_check,
@@ -983,13 +1127,19 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
     }
 }
 
-/// The local PayFast validation endpoint (always `VALID`) and Stripe's Checkout Sessions API.
+/// The local PayFast validation endpoint (always `VALID`) and its API (refunds and
+/// subscription cancels succeed), and Stripe's Checkout Sessions, refunds and subscriptions.
 async fn fakes() -> (String, String) {
+    let ok = || async {
+        axum::Json(json!({"code": 200, "status": "success", "data": {"response": true}}))
+    };
     let router = axum::Router::new()
         .route(
             "/eng/query/validate",
             axum::routing::post(|| async { "VALID" }),
         )
+        .route("/refunds/{id}", axum::routing::post(ok))
+        .route("/subscriptions/{token}/cancel", axum::routing::put(ok))
         .route(
             "/v1/checkout/sessions",
             axum::routing::post(|headers: axum::http::HeaderMap| async move {
@@ -1002,12 +1152,24 @@ async fn fakes() -> (String, String) {
                     "url": format!("https://checkout.stripe.test/c/pay/cs_test_{key}"),
                 }))
             }),
+        )
+        .route(
+            "/v1/refunds",
+            axum::routing::post(|| async {
+                let id = format!("re_{}", uuid::Uuid::new_v4().simple());
+                axum::Json(json!({"id": id, "object": "refund", "status": "succeeded"}))
+            }),
+        )
+        .route(
+            "/v1/subscriptions/{id}",
+            axum::routing::post(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    axum::Json(json!({"id": id, "object": "subscription"}))
+                },
+            ),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (
-        format!("http://{addr}/eng/query/validate"),
-        format!("http://{addr}"),
-    )
+    (format!("http://{addr}"), format!("http://{addr}"))
 }

@@ -22,7 +22,7 @@ on_both_backends!(
     a_deleted_stripe_subscription_ends_with_its_paid_period,
 );
 
-const SECRET_KEY: &str = "sk_test_fake";
+pub(crate) const SECRET_KEY: &str = "sk_test_fake";
 pub(crate) const WEBHOOK_SECRET: &str = "whsec_test_fake";
 
 /// What the fake saw: each session request's form fields and Idempotency-Key.

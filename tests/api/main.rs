@@ -9,6 +9,7 @@ mod auth_helpers;
 mod bans;
 mod billing;
 mod billing_lifecycles;
+mod billing_refunds;
 mod billing_renewals;
 mod billing_stripe;
 mod billing_stripe_invoices;

@@ -72,6 +72,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/billing/credits"),
     ("get", "/api/billing/usage"),
     ("get", "/api/admin/ledger/check"),
+    ("post", "/api/admin/invoices/{id}/refund"),
     ("post", "/api/payments/payfast/checkout"),
     ("post", "/api/payments/payfast/itn"),
     ("post", "/api/payments/stripe/webhook"),

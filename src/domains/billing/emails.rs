@@ -25,6 +25,15 @@ pub enum Template {
         /// The account's billing page.
         billing_url: String,
     },
+    /// A refund of (part of) a paid invoice.
+    Refund {
+        /// The invoice refunded.
+        number: String,
+        /// What was refunded now, in cents (ZAR).
+        amount_cents: i64,
+        /// Whether the whole invoice is refunded by now.
+        full: bool,
+    },
 }
 
 fn in_rand(cents: i64) -> String {
@@ -36,6 +45,7 @@ impl Message for Template {
         match self {
             Self::Receipt { .. } => "billing_receipt",
             Self::RenewalReminder { .. } => "billing_renewal_reminder",
+            Self::Refund { .. } => "billing_refund",
         }
     }
 
@@ -73,6 +83,22 @@ impl Message for Template {
                         "Nothing to do if you want to keep it. To cancel before then, go to \
                          {billing_url}."
                     ),
+                ],
+            ),
+            Self::Refund {
+                number,
+                amount_cents,
+                full,
+            } => notice(
+                &format!("Your CapeControl refund for invoice {number}"),
+                &[
+                    &format!(
+                        "We refunded {} of invoice {number}{}.",
+                        in_rand(*amount_cents),
+                        if *full { " (the whole invoice)" } else { "" }
+                    ),
+                    "It goes back to the card or account you paid with; your bank may take a \
+                     few days to show it.",
                 ],
             ),
         }
@@ -114,5 +140,17 @@ mod tests {
             "{}",
             r.text
         );
+    }
+
+    #[test]
+    fn a_refund_names_the_invoice_and_the_amount_refunded() {
+        let r = Template::Refund {
+            number: "CC-2026-000007".into(),
+            amount_cents: 12345,
+            full: false,
+        }
+        .render();
+        assert!(r.subject.contains("CC-2026-000007"));
+        assert!(r.text.contains("R123.45"), "{}", r.text);
     }
 }

@@ -238,6 +238,7 @@ async fn apply(
         payment_id: v.pf_payment_id.clone(),
         order_id: v.order.id.clone(),
         token: v.token.clone(),
+        reference: None,
     };
     let result = match v.status.as_str() {
         "COMPLETE" => paid::pay(state, meta, &payment).await,

@@ -2,7 +2,7 @@
 //! across accounts. Balances are read from it, never kept beside it.
 //!
 //! Signs: money the platform holds or is owed is positive (`provider_clearing`, and
-//! `promotional_credits` as the cost of bonus credit); what it owes or has earned is negative
+//! `promotional_credits` as the cost of bonus credit, `refunds` as plan money paid back); what it owes or has earned is negative
 //! (`customer_credits`, `platform_revenue`). A customer's credit balance is the negated sum of
 //! their `customer_credits` entries.
 
@@ -18,6 +18,8 @@ pub const PLATFORM_REVENUE: &str = "platform_revenue";
 pub const CUSTOMER_CREDITS: &str = "customer_credits";
 /// Bonus credit given beyond what was paid (a cost to the platform).
 pub const PROMOTIONAL_CREDITS: &str = "promotional_credits";
+/// Money paid back for plans (positive: a contra-revenue account; revenue stays as earned).
+pub const REFUNDS: &str = "refunds";
 
 /// One entry of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,9 @@ pub mod itn;
 pub mod ledger;
 pub mod paid;
 pub mod payfast;
+pub mod payfast_api;
 pub mod quota;
+pub mod refund;
 pub mod reminders;
 pub mod service;
 pub mod settings;
@@ -17,6 +19,8 @@ pub mod stripe;
 pub mod types;
 pub mod webhook;
 
+mod refund_store;
+mod reversal;
 mod routes;
 mod store;
 
@@ -46,6 +50,7 @@ fn provide(config: &Config, provided: &mut Provided) -> anyhow::Result<()> {
     let billing = config.domain::<settings::BillingSettings>();
     if let Some(pf) = &billing.payfast {
         provided.insert(payfast::PayFastClient::new(pf)?);
+        provided.insert(payfast_api::PayFastApi::new(pf)?);
     }
     if let Some(st) = &billing.stripe {
         provided.insert(stripe::StripeClient::new(st)?);

@@ -33,6 +33,9 @@ pub struct Payment {
     pub order_id: String,
     /// The provider's subscription token, if any (PayFast's `token`, Stripe's `sub_…`).
     pub token: Option<String>,
+    /// What a refund goes through, when it is not the payment id (Stripe's payment intent, or
+    /// the subscription invoice of a subscription-mode session).
+    pub reference: Option<String>,
 }
 
 impl Payment {
@@ -123,6 +126,8 @@ pub async fn pay(state: &AppState, meta: &RequestMeta, v: &Payment) -> Result<It
         description: order.description.clone(),
         provider: v.provider.into(),
         provider_payment_id: v.payment_id.clone(),
+        provider_reference: v.reference.clone(),
+        refund_reserved_cents: 0,
         created_at: now,
         paid_at: Some(now),
     };

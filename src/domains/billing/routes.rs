@@ -27,7 +27,7 @@ use crate::{
 };
 
 use super::{
-    itn, quota,
+    itn, quota, refund,
     service::{self, EndChange},
     types::*,
     webhook,
@@ -47,6 +47,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(credits))
         .routes(routes!(usage))
         .routes(routes!(ledger_check))
+        .routes(routes!(refund_invoice))
         .routes(routes!(payfast_checkout))
         .routes(routes!(payfast_itn))
         .routes(routes!(stripe_webhook))
@@ -122,6 +123,22 @@ async fn resume(
 pub struct IdempotencyHeader {
     /// A key of the client's choosing: a retry with the same key (and the same body) answers the
     /// same order. 1 to 255 visible ASCII characters.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+/// The `Idempotency-Key` header of a refund (its documentation; [`idempotency_key`] reads it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct RefundIdempotencyHeader {
+    /// A key of the admin's choosing, per invoice: a retry with the same key (and the same body)
+    /// answers the same refund instead of refunding again. 1 to 255 visible ASCII characters.
     #[param(
         rename = "Idempotency-Key",
         min_length = 1,
@@ -218,6 +235,27 @@ async fn ledger_check(
     _admin: AdminUser,
 ) -> Result<AppJson<LedgerCheck>, AppError> {
     Ok(AppJson(service::ledger_check(&state).await?))
+}
+
+/// Refunds (part of) a paid invoice through its provider's API and reverses its effect: the
+/// credits of a pack are taken back, a plan fully refunded ends at once.
+#[utoipa::path(post, path = "/api/admin/invoices/{id}/refund", tag = "admin", security(("bearerAuth" = [])), params(("id" = uuid::Uuid, Path, description = "Invoice id"), RefundIdempotencyHeader), request_body = RefundRequest, responses(
+    (status = 201, description = "Refunded at the provider; the refund and the invoice after it (the same refund again for a retried Idempotency-Key)", body = RefundView),
+    (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "Nothing is left to refund, the customer already spent the pack's credits, the invoice has no payment reference to refund through, or the Idempotency-Key was used for another refund (or its refund is still being made)", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "The provider is not configured, failed or could not be reached; nothing changed", body = Problem, content_type = "application/problem+json")))]
+async fn refund_invoice(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    meta: RequestMeta,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    AppJson(req): AppJson<RefundRequest>,
+) -> Result<(StatusCode, AppJson<RefundView>), AppError> {
+    known_id(&id, NO_INVOICE)?;
+    let key = idempotency_key(&headers)?;
+    let made = refund::refund(&state, &meta, &admin.0.user, &id, &req, key.as_deref()).await?;
+    Ok((StatusCode::CREATED, AppJson(made)))
 }
 
 /// The production client's PayFast subscription checkout: the signed form and where to post it.

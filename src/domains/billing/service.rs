@@ -11,6 +11,7 @@ use crate::{
 
 use super::{
     ledger, payfast,
+    payfast_api::PayFastApi,
     settings::{BillingSettings, PayFastSettings},
     store::{self, OrderRow, SubscriptionRow},
     stripe::{NewSession, StripeClient},
@@ -129,40 +130,131 @@ pub enum EndChange {
     Resume,
 }
 
-/// Sets or clears cancel-at-period-end on a paid subscription that is running.
+/// Sets or clears cancel-at-period-end on a paid subscription that is running, at its provider
+/// first: PayFast's subscription is cancelled through its API (it cannot be resumed after
+/// that), Stripe's gets `cancel_at_period_end`. A provider that fails or cannot be reached is a
+/// 503 and nothing changes here. Cancelling what already ends is answered as it stands.
 pub async fn change_end(
     state: &AppState,
     user: &str,
     change: EndChange,
 ) -> Result<SubscriptionView, AppError> {
-    let mut tx = state.db.begin().await?;
     let now = state.clock.now_micros();
-    // Taken before reading, so a payment extending the period meanwhile is not overwritten.
-    store::lock_subscription(&mut tx, user, now).await?;
-    let row = store::subscription(&mut *tx, user).await?;
+    // Read without a transaction: none is held open while the provider answers.
+    let row = store::subscription(state.db.pool(), user).await?;
     let view = subscription_view(row.as_ref(), now, grace(state));
-    let running = view.plan != PlanCode::Free && view.status == SubscriptionStatus::Active;
     let row = match row {
-        Some(row) if running => row,
         _ if change == EndChange::SwitchToFree && view.plan == PlanCode::Free => return Ok(view),
-        _ if change == EndChange::Resume && view.status == SubscriptionStatus::Canceled => {
-            return Err(AppError::Conflict(
-                "The provider ended this subscription; buy the plan again to resume it.".into(),
-            ))
-        }
-        _ => {
-            return Err(AppError::Conflict(
-                "There is no running paid subscription to change.".into(),
-            ))
-        }
+        Some(row) if view.plan != PlanCode::Free => row,
+        _ => return Err(not_running()),
     };
+    let ending = change != EndChange::Resume;
+    if ending && row.cancel_at_period_end && view.status != SubscriptionStatus::PastDue {
+        return Ok(view);
+    }
+    if view.status != SubscriptionStatus::Active {
+        return Err(
+            if change == EndChange::Resume && view.status == SubscriptionStatus::Canceled {
+                AppError::Conflict(
+                    "The provider ended this subscription; buy the plan again to resume it.".into(),
+                )
+            } else {
+                not_running()
+            },
+        );
+    }
+    if row.cancel_at_period_end == ending {
+        return Ok(view);
+    }
+    let ended_at_payfast = tell_provider(state, &row, ending).await?;
+    let mut tx = state.db.begin().await?;
+    // Taken, then read again: a payment may have extended the period while the provider
+    // answered. Another subscription (a new token) is not the one the provider was told about.
+    store::lock_subscription(&mut tx, user, now).await?;
+    let fresh = store::subscription(&mut *tx, user)
+        .await?
+        .filter(|f| f.provider_token == row.provider_token)
+        .ok_or_else(|| {
+            AppError::Conflict("The subscription changed meanwhile; look at it again.".into())
+        })?;
     let updated = SubscriptionRow {
-        cancel_at_period_end: change != EndChange::Resume,
-        ..row
+        cancel_at_period_end: ending,
+        status: if ended_at_payfast {
+            "canceled".into()
+        } else {
+            fresh.status.clone()
+        },
+        ..fresh
     };
+    if ended_at_payfast {
+        // Kept with the order, as for PayFast's own cancellation: a payment of it delivered
+        // after this still ends canceled.
+        if let Some(order) = &updated.order_id {
+            store::mark_order_canceled(&mut tx, order, now).await?;
+        }
+    }
     store::save_subscription(&mut tx, &updated, now).await?;
     tx.commit().await?;
     Ok(subscription_view(Some(&updated), now, grace(state)))
+}
+
+fn not_running() -> AppError {
+    AppError::Conflict("There is no running paid subscription to change.".into())
+}
+
+/// Tells the subscription's provider to stop (or resume) billing it; `true` when PayFast ended
+/// it for good. A subscription without a provider token (made before tokens were kept) changes
+/// here only.
+async fn tell_provider(
+    state: &AppState,
+    row: &SubscriptionRow,
+    ending: bool,
+) -> Result<bool, AppError> {
+    let Some(token) = row.provider_token.as_deref() else {
+        return Ok(false);
+    };
+    let off = |name: &str| {
+        AppError::NotConfigured(format!(
+            "{name} is not configured on this server, so the subscription cannot be changed there."
+        ))
+    };
+    match row.provider.as_deref() {
+        Some("payfast") => {
+            let api = state
+                .provided
+                .get::<PayFastApi>()
+                .ok_or_else(|| off("PayFast"))?;
+            api.cancel_subscription(token).await.map_err(|e| {
+                AppError::Unavailable(format!("PayFast did not cancel the subscription: {e}"))
+            })?;
+            Ok(true)
+        }
+        Some("stripe") => {
+            let api = state
+                .provided
+                .get::<StripeClient>()
+                .ok_or_else(|| off("Stripe"))?;
+            api.set_cancel_at_period_end(token, ending)
+                .await
+                .map_err(|e| {
+                    AppError::Unavailable(format!("Stripe did not change the subscription: {e}"))
+                })?;
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// After a full refund ended a plan here: asks its provider to stop billing it. The refund is
+/// made by then, so a failure is logged for an operator, not answered.
+pub(super) async fn stop_provider_billing(state: &AppState, ended: &SubscriptionRow) {
+    if ended.cancel_at_period_end && ended.status == "canceled" {
+        return;
+    }
+    if let Err(e) = tell_provider(state, ended, true).await {
+        tracing::warn!(user_id = %ended.user_id, error = %e,
+            "a refunded subscription is still billed by its provider: cancel it there by hand");
+    }
 }
 
 /// The order a checkout request makes, priced from the catalogue.
@@ -459,7 +551,8 @@ pub async fn compat_checkout(
     })
 }
 
-fn invoice_view(row: store::InvoiceRow) -> Result<InvoiceView, AppError> {
+/// An invoice as its owner sees it.
+pub(super) fn invoice_view(row: store::InvoiceRow) -> Result<InvoiceView, AppError> {
     Ok(InvoiceView {
         status: InvoiceStatus::parse(&row.status)
             .ok_or_else(|| anyhow::anyhow!("unknown invoice status {}", row.status))?,

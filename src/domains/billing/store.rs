@@ -120,6 +120,10 @@ pub struct InvoiceRow {
     pub provider: String,
     /// The provider's payment id.
     pub provider_payment_id: String,
+    /// What the provider refunds through: Stripe's payment intent, or a subscription invoice.
+    pub provider_reference: Option<String>,
+    /// Cents held by refunds in flight (claimed, the provider not yet answered).
+    pub refund_reserved_cents: i64,
     /// Made at (µs).
     pub created_at: i64,
     /// Paid at (µs).
@@ -499,8 +503,9 @@ pub async fn mark_order_canceled(
 pub async fn insert_invoice(conn: &mut AnyConnection, i: &InvoiceRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO billing_invoices (id, user_id, order_id, number, status, amount_cents, \
-         refunded_cents, currency, description, provider, provider_payment_id, created_at, paid_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ZAR', $8, $9, $10, $11, $12)",
+         refunded_cents, currency, description, provider, provider_payment_id, created_at, paid_at, \
+         provider_reference, refund_reserved_cents) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ZAR', $8, $9, $10, $11, $12, $13, 0)",
     )
     .bind(i.id.clone())
     .bind(i.user_id.clone())
@@ -514,13 +519,15 @@ pub async fn insert_invoice(conn: &mut AnyConnection, i: &InvoiceRow) -> Result<
     .bind(i.provider_payment_id.clone())
     .bind(i.created_at)
     .bind(i.paid_at)
+    .bind(i.provider_reference.clone())
     .execute(conn)
     .await?;
     Ok(())
 }
 
 const INVOICE_COLUMNS: &str = "id, user_id, order_id, number, status, amount_cents, \
-     refunded_cents, description, provider, provider_payment_id, created_at, paid_at";
+     refunded_cents, description, provider, provider_payment_id, created_at, paid_at, \
+     provider_reference, refund_reserved_cents";
 
 fn invoice(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
     Ok(InvoiceRow {
@@ -536,6 +543,8 @@ fn invoice(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
         provider_payment_id: row.try_get("provider_payment_id")?,
         created_at: row.try_get("created_at")?,
         paid_at: row.try_get("paid_at")?,
+        provider_reference: row.try_get("provider_reference")?,
+        refund_reserved_cents: row.try_get("refund_reserved_cents")?,
     })
 }
 
@@ -580,4 +589,81 @@ pub async fn invoice_by_id<'c>(
         .as_ref()
         .map(invoice)
         .transpose()
+}
+
+/// The invoice with `id`, its row locked until the caller's transaction ends (a write that
+/// changes nothing: PostgreSQL locks the row, SQLite's transactions already hold the database).
+pub async fn lock_invoice(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE billing_invoices SET refund_reserved_cents = refund_reserved_cents \
+         WHERE id = $1 RETURNING {INVOICE_COLUMNS}"
+    );
+    sqlx::query(&sql)
+        .bind(id.to_owned())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(invoice)
+        .transpose()
+}
+
+/// The id of the `provider`'s invoice whose payment reference is one of `refs`.
+pub async fn invoice_by_reference<'c, E>(
+    db: E,
+    provider: &str,
+    refs: &[&str],
+) -> Result<Option<String>, sqlx::Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    for r in refs.iter().filter(|r| !r.is_empty()) {
+        let row = sqlx::query(
+            "SELECT id FROM billing_invoices WHERE provider = $1 AND provider_reference = $2 \
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(provider.to_owned())
+        .bind((*r).to_owned())
+        .fetch_optional(db)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Some(row.try_get("id")?));
+        }
+    }
+    Ok(None)
+}
+
+/// Replaces an invoice's payment reference (a subscription invoice `in_…` resolved to the
+/// payment intent that paid it).
+pub async fn set_reference<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    reference: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE billing_invoices SET provider_reference = $2 WHERE id = $1")
+        .bind(id.to_owned())
+        .bind(reference.to_owned())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Writes an invoice's refund state: status, refunded and reserved cents.
+pub async fn set_invoice_refunds(
+    conn: &mut AnyConnection,
+    i: &InvoiceRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE billing_invoices SET status = $2, refunded_cents = $3, refund_reserved_cents = $4 \
+         WHERE id = $1",
+    )
+    .bind(i.id.clone())
+    .bind(i.status.clone())
+    .bind(i.refunded_cents)
+    .bind(i.refund_reserved_cents)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

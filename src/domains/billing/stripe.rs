@@ -135,6 +135,128 @@ impl StripeClient {
     }
 }
 
+/// A refund to ask Stripe for.
+#[derive(Debug, Clone)]
+pub struct NewRefund<'a> {
+    /// Our refund id (`metadata[refund_id]` and the `Idempotency-Key`).
+    pub refund_id: &'a str,
+    /// Our invoice id (`metadata[invoice_id]`).
+    pub invoice_id: &'a str,
+    /// The payment intent (`pi_…`) or charge (`ch_…`) to refund.
+    pub payment: &'a str,
+    /// How much, in cents.
+    pub amount_cents: i64,
+    /// Why, in words (`metadata[reason]`; Stripe's own `reason` is an enum).
+    pub reason: &'a str,
+}
+
+/// A refund Stripe made.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Refund {
+    /// `re_…`.
+    pub id: String,
+    /// `succeeded`, `pending`, `requires_action`, `failed`, `canceled`.
+    pub status: String,
+}
+
+impl StripeClient {
+    /// A form-encoded POST with the secret key, answered with JSON on a 2xx.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Result<T, String> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.api_base))
+            .bearer_auth(self.secret_key.expose())
+            .form(form);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let res = req.send().await.map_err(|e| e.without_url().to_string())?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(format!("Stripe answered {status}"));
+        }
+        res.json::<T>()
+            .await
+            .map_err(|e| e.without_url().to_string())
+    }
+
+    /// Refunds part or all of a payment; our refund id is the idempotency key, so a retry of
+    /// one refund is one refund at Stripe. A refund Stripe answers `failed` or `canceled` is an
+    /// error.
+    pub async fn refund(&self, r: &NewRefund<'_>) -> Result<Refund, String> {
+        let amount = r.amount_cents.to_string();
+        let target = if r.payment.starts_with("ch_") {
+            "charge"
+        } else {
+            "payment_intent"
+        };
+        let form = [
+            (target, r.payment),
+            ("amount", amount.as_str()),
+            ("metadata[refund_id]", r.refund_id),
+            ("metadata[invoice_id]", r.invoice_id),
+            ("metadata[reason]", r.reason),
+        ];
+        let refund: Refund = self.post("/v1/refunds", Some(r.refund_id), &form).await?;
+        match refund.status.as_str() {
+            "failed" | "canceled" => {
+                Err(format!("Stripe's refund {} {}", refund.id, refund.status))
+            }
+            _ => Ok(refund),
+        }
+    }
+
+    /// Sets or clears `cancel_at_period_end` of a subscription (`sub_…`).
+    pub async fn set_cancel_at_period_end(&self, id: &str, cancel: bool) -> Result<(), String> {
+        let form = [(
+            "cancel_at_period_end",
+            if cancel { "true" } else { "false" },
+        )];
+        let path = format!("/v1/subscriptions/{}", url_segment(id));
+        self.post::<serde_json::Value>(&path, None, &form).await?;
+        Ok(())
+    }
+
+    /// The payment intent (or charge) that paid a subscription invoice (`in_…`): its
+    /// `payment_intent`, else its first payment's (API versions from 2025-03-31), else `charge`.
+    pub async fn invoice_payment(&self, invoice: &str) -> Result<String, String> {
+        let res = self
+            .http
+            .get(format!(
+                "{}/v1/invoices/{}",
+                self.api_base,
+                url_segment(invoice)
+            ))
+            .bearer_auth(self.secret_key.expose())
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = res.status();
+        if !status.is_success() {
+            return Err(format!("Stripe answered {status}"));
+        }
+        let v: serde_json::Value = res.json().await.map_err(|e| e.without_url().to_string())?;
+        [
+            "/payment_intent",
+            "/payments/data/0/payment/payment_intent",
+            "/charge",
+        ]
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(|x| x.as_str()).map(str::to_owned))
+        .ok_or_else(|| format!("Stripe's invoice {invoice} names no payment"))
+    }
+}
+
+/// An id as one URL path segment (Stripe's ids are `[A-Za-z0-9_]`; anything else is escaped).
+fn url_segment(id: &str) -> String {
+    super::payfast::php_urlencode(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

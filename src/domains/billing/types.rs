@@ -629,3 +629,45 @@ pub struct UsageView {
     /// Each counter.
     pub counters: UsageCounters,
 }
+
+/// Why a refund is made: one line with a visible character.
+pub const REFUND_REASON: crate::http::validate::Text =
+    crate::http::validate::Text::new(crate::http::validate::Kind::NonBlank, 1, 200);
+
+/// The most one refund may be, in cents (R1 000 000 000: above any invoice).
+pub const MAX_REFUND_CENTS: i64 = 100_000_000_000;
+
+crate::text_schema! {
+    refund_reason_schema => REFUND_REASON, false;
+}
+
+/// `POST /api/admin/invoices/{id}/refund`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// How much to refund, in cents; all that is left when absent. At most what was paid and
+    /// not yet refunded (422 beyond it).
+    #[schema(minimum = 1, maximum = 100_000_000_000_i64)]
+    pub amount_cents: Option<i64>,
+    /// Why (1 to 200 characters, one line, not blank); recorded, audited and sent to the
+    /// provider.
+    #[schema(schema_with = refund_reason_schema)]
+    pub reason: String,
+}
+
+/// A refund that was made.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefundView {
+    /// Its id (also Stripe's idempotency key and `metadata[refund_id]`).
+    pub id: String,
+    /// How much was refunded now, in cents.
+    pub amount_cents: i64,
+    /// The currency.
+    pub currency: Currency,
+    /// Why.
+    pub reason: String,
+    /// The provider's id of the refund (Stripe's `re_…`; PayFast gives none).
+    pub provider_refund_id: Option<String>,
+    /// The invoice as it stands after the refund.
+    pub invoice: InvoiceView,
+}

@@ -2,7 +2,9 @@
 //! `checkout.session.completed` pays its order (amount and currency checked against ours),
 //! `invoice.paid` pays a renewal, `invoice.payment_failed` makes the subscription past due and
 //! `customer.subscription.deleted` ends it, each exactly once (the session, invoice or
-//! subscription id is claimed first). Other events answer 200 and do nothing.
+//! subscription id is claimed first); `charge.refunded` records a refund made at Stripe (or the
+//! echo of ours) from the charge's running total, so it has one effect however often and in
+//! whatever order it comes. Other events answer 200 and do nothing.
 
 use serde_json::Value;
 
@@ -14,6 +16,7 @@ use crate::{
 
 use super::{
     paid::{self, Failure, Payment},
+    refund,
     settings::BillingSettings,
     store::{self, OrderRow},
     stripe,
@@ -116,6 +119,7 @@ async fn verify_and_apply(
     let object = event.pointer("/data/object").cloned().unwrap_or_default();
     let kind = text(&event, "/type").unwrap_or_default();
     let result = match kind {
+        "charge.refunded" => return charge_refunded(state, meta, &id, &object).await,
         "checkout.session.completed" | "customer.subscription.deleted" => {
             session(state, meta, &id, kind, &object).await?
         }
@@ -177,6 +181,11 @@ async fn session(
         payment_id: object_id.to_owned(),
         order_id: order.id.clone(),
         token: text(object, "/subscription").map(str::to_owned),
+        // A payment-mode session names its payment intent; a subscription-mode one only its
+        // first invoice, resolved to a payment intent when it is refunded.
+        reference: text(object, "/payment_intent")
+            .or_else(|| text(object, "/invoice"))
+            .map(str::to_owned),
     };
     if kind == "customer.subscription.deleted" {
         return Ok(paid::cancel(state, meta, &payment).await);
@@ -226,6 +235,13 @@ async fn invoice(
         payment_id: invoice_id.to_owned(),
         order_id: order.id.clone(),
         token: subscription.map(str::to_owned),
+        // Refunded through its payment intent when the invoice names one (API versions before
+        // 2025-03-31), else through the invoice, resolved when it is refunded.
+        reference: Some(
+            text(object, "/payment_intent")
+                .unwrap_or(invoice_id)
+                .to_owned(),
+        ),
     };
     if kind == "invoice.payment_failed" {
         return Ok(paid::past_due(state, meta, &payment).await);
@@ -242,4 +258,38 @@ fn check_amount(object: &Value, pointer: &str, order: &OrderRow, id: &str) -> Re
         return Err((Refusal::Amount, id.to_owned()));
     }
     Ok(())
+}
+
+/// A charge was refunded at Stripe: its `amount_refunded` (a running total) beyond what we
+/// recorded for its invoice is applied as a refund. A charge of no invoice of ours is ignored.
+async fn charge_refunded(
+    state: &AppState,
+    meta: &RequestMeta,
+    id: &str,
+    charge: &Value,
+) -> Result<Result<ItnResult, AppError>, Refused> {
+    let total = charge.pointer("/amount_refunded").and_then(Value::as_i64);
+    let (Some(total), Some("zar")) = (total, text(charge, "/currency")) else {
+        return Err((Refusal::Amount, id.to_owned()));
+    };
+    let refs: Vec<&str> = ["/payment_intent", "/invoice", "/id"]
+        .iter()
+        .filter_map(|p| text(charge, p))
+        .collect();
+    let invoice = match store::invoice_by_reference(state.db.pool(), "stripe", &refs).await {
+        Ok(Some(invoice)) => invoice,
+        Ok(None) => {
+            tracing::warn!(event = %id, "a refunded Stripe charge names no invoice of ours");
+            return Ok(Ok(ItnResult::Ignored));
+        }
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let refund_id = text(charge, "/refunds/data/0/id").unwrap_or(id);
+    Ok(
+        match refund::from_provider(state, meta, &invoice, total, refund_id).await {
+            Ok(true) => Ok(ItnResult::Applied),
+            Ok(false) => Ok(ItnResult::Duplicate),
+            Err(e) => Err(e),
+        },
+    )
 }
