@@ -16,6 +16,7 @@ on_both_backends!(
     an_admin_adds_reads_changes_lists_and_deletes_a_document_and_each_change_is_audited,
     only_admins_manage_the_knowledge_base,
     invalid_documents_are_refused_naming_every_field_and_nothing_is_stored,
+    a_document_of_a_million_characters_is_taken_whole_beyond_the_default_body_limit,
     a_long_document_is_split_into_overlapping_chunks_and_its_last_passage_is_found,
     search_ranks_the_document_about_the_words_first_and_quotes_its_text,
     hostile_search_queries_are_answered_without_a_server_error,
@@ -243,6 +244,34 @@ async fn invalid_documents_are_refused_naming_every_field_and_nothing_is_stored(
     )
     .await;
     assert_problem(res, 404).await;
+}
+
+async fn a_document_of_a_million_characters_is_taken_whole_beyond_the_default_body_limit(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    // Two bytes of UTF-8 each: about 2 MB of JSON, over the default 1 MiB.
+    let sentence = "Ébène é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é é. ";
+    let n = sentence.chars().count();
+    let mut body = sentence.repeat(1_000_000 / n);
+    while body.chars().count() < 1_000_000 {
+        body.push('é');
+    }
+    assert_eq!(body.chars().count(), 1_000_000);
+    let doc = add_document(&app, "Big", &body, &[]).await;
+    let id = doc["id"].as_str().unwrap();
+    assert!(doc["chunks"].as_i64().unwrap() > 600, "{}", doc["chunks"]);
+    let read: Value = as_admin(
+        &app,
+        Method::GET,
+        &format!("/api/admin/knowledge/{id}"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(read["body"].as_str().unwrap().chars().count(), 1_000_000);
 }
 
 async fn a_long_document_is_split_into_overlapping_chunks_and_its_last_passage_is_found(
