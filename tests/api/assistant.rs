@@ -22,6 +22,7 @@ on_both_backends!(
     hostile_search_queries_are_answered_without_a_server_error,
     the_shipped_help_is_loaded_once_however_often_the_app_starts_on_the_database,
     an_edit_of_a_shipped_article_survives_a_restart,
+    the_openapi_document_states_the_assistants_rules,
 );
 
 /// `method path` as the app's operator (an admin made without HTTP), with an optional body.
@@ -494,4 +495,33 @@ async fn an_edit_of_a_shipped_article_survives_a_restart(backend: Backend) {
         .unwrap();
     assert_eq!(read["body"], "Credits are paused during the audit.");
     assert_eq!(read["slug"], "credits");
+}
+
+async fn the_openapi_document_states_the_assistants_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let q = &spec["paths"]["/api/assistant/search"]["get"]["parameters"][0];
+    assert_eq!((&q["name"], &q["required"]), (&json!("q"), &json!(true)));
+    assert_eq!(q["schema"]["maxLength"], 500);
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "NewDocument",
+        "DocumentPatch",
+        "NewThread",
+        "NewMessage",
+        "CompatChat",
+    ] {
+        assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
+    }
+    assert_eq!(
+        schemas["NewMessage"]["properties"]["content"]["maxLength"],
+        8000
+    );
+    assert_eq!(schemas["NewDocument"]["properties"]["tags"]["maxItems"], 20);
+    let op = &spec["paths"]["/api/assistant/threads/{id}/messages"]["post"];
+    assert_eq!(op["tags"], json!(["assistant"]));
+    assert!(op["responses"]["429"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("plan-limit"));
 }

@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{
     openapi::{
+        path::{Parameter, ParameterBuilder, ParameterIn},
         schema::{ArrayBuilder, SchemaType},
-        Array, Type,
+        Array, Required, Type,
     },
     IntoParams, ToSchema,
 };
@@ -35,7 +36,6 @@ text_schema! {
     title_or_null => TITLE, true;
     body_schema => BODY, false;
     body_or_null => BODY, true;
-    query_schema => QUERY, false;
     thread_title_or_null => THREAD_TITLE, true;
     content_schema => CONTENT, false;
 }
@@ -158,12 +158,25 @@ pub struct DocumentSummary {
 }
 
 /// `GET /api/assistant/search?q=`.
-#[derive(Debug, Clone, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SearchQuery {
-    /// The words to look for (punctuation and search operators are ignored).
-    #[param(schema_with = query_schema)]
+    /// The words to look for.
     pub q: String,
+}
+
+// Written out: a derived parameter with `schema_with` is documented as optional.
+impl IntoParams for SearchQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("q")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::True)
+            .description(Some(
+                "The words to look for (punctuation and search operators are ignored)",
+            ))
+            .schema(Some(QUERY.schema(false)))
+            .build()]
+    }
 }
 
 /// A passage of the knowledge base: a search hit, or what an answer cites.
