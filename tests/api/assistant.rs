@@ -465,6 +465,23 @@ async fn the_shipped_help_is_loaded_once_however_often_the_app_starts_on_the_dat
         let indexed = count(&first, "knowledge_fts").await;
         assert_eq!(indexed, chunks, "one index row per chunk");
     }
+    // Two instances loading into an empty knowledge base at the same moment write each article
+    // once between them.
+    let pool = first.state.db.pool();
+    for sql in [
+        "DELETE FROM knowledge_chunks WHERE document_id IN \
+         (SELECT id FROM knowledge_documents WHERE slug IS NOT NULL)",
+        "DELETE FROM knowledge_documents WHERE slug IS NOT NULL",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let (a, b) = tokio::join!(
+        autorisen::domains::assistant::knowledge::load_help(&state),
+        autorisen::domains::assistant::knowledge::load_help(&first.state),
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), shipped as usize);
+    assert_eq!(count(&first, "knowledge_documents").await, documents);
+    assert_eq!(count(&first, "knowledge_chunks").await, chunks);
 }
 
 async fn an_edit_of_a_shipped_article_survives_a_restart(backend: Backend) {
