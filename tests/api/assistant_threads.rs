@@ -22,6 +22,7 @@ on_both_backends!(
     messages_over_the_ai_rate_limit_are_refused_per_user,
     the_production_clients_chat_route_answers_in_one_thread_per_user,
     usage_counts_this_months_messages_with_no_tokens_for_the_builtin_provider,
+    a_message_whose_answer_cannot_be_stored_gives_its_plan_use_back,
 );
 
 /// Starts a thread as `token`; its id.
@@ -392,4 +393,30 @@ async fn usage_counts_this_months_messages_with_no_tokens_for_the_builtin_provid
     );
     assert!(usage["resets_at"].is_string());
     assert_problem(app.get("/api/assistant/usage").await, 401).await;
+}
+
+async fn a_message_whose_answer_cannot_be_stored_gives_its_plan_use_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = register_customer(&app).await;
+    let thread = new_thread(&app, &user.access, json!({})).await;
+    ask(&app, &user.access, &thread, "plans").await;
+    let pool = app.state.db.pool();
+    // The messages table goes away between the claim and the storing of the answer.
+    sqlx::query("ALTER TABLE assistant_messages RENAME TO assistant_messages_away")
+        .execute(pool)
+        .await
+        .unwrap();
+    let path = format!("/api/assistant/threads/{thread}/messages");
+    let res = post_authed(&app, &path, &user.access, &json!({"content": "credits"})).await;
+    assert_problem(res, 500).await;
+    let used = quota::usage(&app.state, &user.user_id).await.unwrap();
+    assert_eq!(
+        used.counters.assistant_messages.used, 1,
+        "the failed message's use is given back"
+    );
+    sqlx::query("ALTER TABLE assistant_messages_away RENAME TO assistant_messages")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(messages_of(&app, &thread).await, 2);
 }

@@ -28,14 +28,23 @@ fn score(sentence: &str, stems: &[String]) -> usize {
     stems.iter().filter(|s| words.contains(s)).count()
 }
 
-/// The sentences of a passage that are prose (headings left out), as slices of it.
+/// The sentences of a passage that are prose (headings left out, unless it has nothing else),
+/// as slices of it.
 fn sentences(content: &str) -> Vec<&str> {
-    content
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .flat_map(chunk::sentences)
-        .filter(|s| s.chars().any(char::is_alphanumeric))
-        .collect()
+    let of = |prose: bool| -> Vec<&str> {
+        content
+            .lines()
+            .filter(|l| !prose || !l.trim_start().starts_with('#'))
+            .flat_map(chunk::sentences)
+            .filter(|s| s.chars().any(char::is_alphanumeric))
+            .collect()
+    };
+    let prose = of(true);
+    if prose.is_empty() {
+        of(false)
+    } else {
+        prose
+    }
 }
 
 /// The best sentences of `content` for `stems`, at most `n`, in the passage's order: those that
@@ -119,5 +128,10 @@ mod tests {
         assert_eq!(s, "Free costs R0. It includes 50 messages.");
         assert_eq!(plain("- **Small** pack: `R100`"), "Small pack: R100");
         assert_eq!(plain("2. Confirm it."), "Confirm it.");
+    }
+
+    #[test]
+    fn a_passage_of_headings_only_is_quoted_from_its_headings() {
+        assert_eq!(snippet("# Loadshedding\n## Stages", "stages"), "## Stages");
     }
 }

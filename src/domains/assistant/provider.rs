@@ -30,7 +30,7 @@ pub struct Answer {
 }
 
 /// The provider that answers messages, kept in the state (`state.get::<Provider>()`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provider {
     /// Answers from the knowledge base: its best passages, quoted, with citations.
     Builtin,
@@ -46,21 +46,21 @@ pub const NOTHING_FOUND: &str = "I could not find anything about that in the Cap
 
 impl Provider {
     /// Its name, as answers report it.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Self::Builtin => "builtin",
         }
     }
 
     /// Its model, as answers report it.
-    pub fn model(self) -> &'static str {
+    pub fn model(&self) -> &'static str {
         match self {
             Self::Builtin => "knowledge-base-v1",
         }
     }
 
     /// Answers `ask`.
-    pub async fn answer(self, state: &AppState, ask: Ask<'_>) -> Result<Answer, AppError> {
+    pub async fn answer(&self, state: &AppState, ask: Ask<'_>) -> Result<Answer, AppError> {
         match self {
             Self::Builtin => builtin(state, ask).await,
         }

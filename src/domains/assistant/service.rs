@@ -153,7 +153,7 @@ async fn answer_and_store(
     thread: &ThreadRow,
     content: String,
 ) -> Result<Exchange, AppError> {
-    let provider = *state.get::<Provider>();
+    let provider = state.get::<Provider>();
     let ask = Ask {
         question: &content,
         placement: Placement::parse(&thread.placement),
