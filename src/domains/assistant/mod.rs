@@ -40,10 +40,14 @@ fn provide(_: &Config, provided: &mut Provided) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the shipped help into the knowledge base (idempotent: every instance may run it).
+/// Loads the shipped help into the knowledge base (idempotent: every instance may run it). A
+/// failure is logged and the service starts anyway: everything but the help works, and the next
+/// start loads it.
 fn start(state: AppState) -> BoxFuture<'static, anyhow::Result<()>> {
     Box::pin(async move {
-        knowledge::load_help(&state).await?;
+        if let Err(e) = knowledge::load_help(&state).await {
+            tracing::error!(error = ?e, "could not load the shipped help into the knowledge base");
+        }
         Ok(())
     })
 }

@@ -158,6 +158,19 @@ pub async fn by_slug(
         .transpose()
 }
 
+/// The shipped-text hash of every shipped article, by slug.
+pub async fn shipped_hashes<'c>(
+    db: impl Executor<'c, Database = Any>,
+) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT slug, shipped_hash FROM knowledge_documents WHERE slug IS NOT NULL")
+            .fetch_all(db)
+            .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("slug")?, r.try_get("shipped_hash")?)))
+        .collect()
+}
+
 async fn delete_chunks(conn: &mut AnyConnection, document: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM knowledge_chunks WHERE document_id = $1")
         .bind(document.to_owned())
