@@ -47,12 +47,23 @@ const QUESTIONS: &[(&str, &str)] = &[
         "developers",
     ),
     ("How many assistant messages can I send?", "assistant"),
+    ("Is paying yearly cheaper than monthly?", "plans"),
+    ("What happens to my plan if I cancel?", "plans"),
+    ("Can I pay by Stripe with an international card?", "payments"),
+    ("Will I get a reminder before my yearly renewal?", "payments"),
+    ("How much bonus credit does the large pack give?", "credits"),
+    ("Which authenticator apps can I use?", "mfa"),
+    ("What are the password rules?", "registering"),
+    ("Can I change my role later?", "roles"),
+    ("Do I need to set up payout details as a developer?", "developers"),
+    ("Who can see my assistant threads?", "assistant"),
 ];
 
 async fn the_builtin_provider_cites_the_right_help_article_for_nine_questions_in_ten(
     backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    // Every question in one minute: the per-user `ai` limit (30 a minute) is lifted here.
+    let app = TestApp::spawn_with(backend, &[("RATE_LIMIT_AI", "1000/60")]).await;
     let user = register_customer(&app).await;
     let thread = new_thread(&app, &user.access, json!({"placement": "support"})).await;
     let mut right = 0;
