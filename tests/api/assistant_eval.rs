@@ -49,13 +49,22 @@ const QUESTIONS: &[(&str, &str)] = &[
     ("How many assistant messages can I send?", "assistant"),
     ("Is paying yearly cheaper than monthly?", "plans"),
     ("What happens to my plan if I cancel?", "plans"),
-    ("Can I pay by Stripe with an international card?", "payments"),
-    ("Will I get a reminder before my yearly renewal?", "payments"),
+    (
+        "Can I pay by Stripe with an international card?",
+        "payments",
+    ),
+    (
+        "Will I get a reminder before my yearly renewal?",
+        "payments",
+    ),
     ("How much bonus credit does the large pack give?", "credits"),
     ("Which authenticator apps can I use?", "mfa"),
     ("What are the password rules?", "registering"),
     ("Can I change my role later?", "roles"),
-    ("Do I need to set up payout details as a developer?", "developers"),
+    (
+        "Do I need to set up payout details as a developer?",
+        "developers",
+    ),
     ("Who can see my assistant threads?", "assistant"),
 ];
 
