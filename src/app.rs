@@ -125,6 +125,11 @@ impl App {
             clock: crate::clock::Clock::default(),
         });
         late.set(&state);
+        for domain in DOMAINS {
+            (domain.start)(state.clone())
+                .await
+                .map_err(|e| e.context(format!("starting the {} domain", domain.name)))?;
+        }
         let router = router(state.clone(), web);
         Ok(Self { state, router })
     }

@@ -5,6 +5,7 @@
 //! edge classes its paths, its background jobs and schedules, and the features it reports in
 //! `/api/status`. Adding a domain is its folder, its migrations, and one line in the registry.
 
+use futures::future::BoxFuture;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
@@ -31,6 +32,9 @@ pub struct Domain {
     /// Registers the domain's job kinds and schedules with the runner; handlers reach the state
     /// through the [`LateState`] once the app is built.
     pub jobs: fn(&mut Registry, &LateState),
+    /// Runs once when the app is built, after migrations, before it serves: idempotent work that
+    /// every instance may repeat (shipped data upserted by a key). A failure stops the start.
+    pub start: fn(AppState) -> BoxFuture<'static, anyhow::Result<()>>,
     /// What `/api/status` reports under `features`, computed from what is configured and
     /// running.
     pub features: FeatureReport,
@@ -46,6 +50,7 @@ impl Domain {
             routes: OpenApiRouter::new,
             route_classes: &[],
             jobs: no_jobs,
+            start: start_nothing,
             features: no_features,
         }
     }
@@ -56,6 +61,10 @@ fn provide_nothing(_: &Config, _: &mut Provided) -> anyhow::Result<()> {
 }
 
 fn no_jobs(_: &mut Registry, _: &LateState) {}
+
+fn start_nothing(_: AppState) -> BoxFuture<'static, anyhow::Result<()>> {
+    Box::pin(async { Ok(()) })
+}
 
 fn no_features(_: &AppState) -> Vec<(&'static str, bool)> {
     Vec::new()

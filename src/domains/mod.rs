@@ -2,6 +2,7 @@
 //! classes and features through its `DOMAIN` entry (see [`crate::domain::Domain`]).
 
 pub mod admin;
+pub mod assistant;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -22,6 +23,7 @@ pub const DOMAINS: &[Domain] = &[
     admin::DOMAIN,
     ops::DOMAIN,
     billing::DOMAIN,
+    assistant::DOMAIN,
 ];
 
 /// The settings readers of every domain, for [`crate::config::Config::from_lookup`].

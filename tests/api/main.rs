@@ -4,6 +4,9 @@ mod helpers;
 mod smtp_sink;
 
 mod admin;
+mod assistant;
+mod assistant_eval;
+mod assistant_threads;
 mod auth;
 mod auth_helpers;
 mod bans;

@@ -76,6 +76,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/payments/payfast/checkout"),
     ("post", "/api/payments/payfast/itn"),
     ("post", "/api/payments/stripe/webhook"),
+    ("post", "/api/admin/knowledge"),
+    ("get", "/api/admin/knowledge"),
+    ("get", "/api/admin/knowledge/{id}"),
+    ("patch", "/api/admin/knowledge/{id}"),
+    ("delete", "/api/admin/knowledge/{id}"),
+    ("get", "/api/assistant/search"),
+    ("post", "/api/assistant/threads"),
+    ("get", "/api/assistant/threads"),
+    ("get", "/api/assistant/threads/{id}"),
+    ("delete", "/api/assistant/threads/{id}"),
+    ("post", "/api/assistant/threads/{id}/messages"),
+    ("get", "/api/assistant/usage"),
+    ("post", "/api/cape_ai/chat"),
 ];
 
 async fn spec(app: &TestApp) -> serde_json::Value {

@@ -16,12 +16,16 @@ type Schema = BTreeMap<String, BTreeSet<String>>;
 async fn schema_of(db: &Db) -> Schema {
     let sql = match db.backend() {
         autorisen::db::Backend::Sqlite => {
-            "SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p \
-             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'"
+            // Full-text indexes are each database's own (FTS5 virtual tables and their shadow
+            // tables here, `tsvector` columns on PostgreSQL), so both are left out.
+            "SELECT m.name AS t, p.name AS c FROM pragma_table_list m, pragma_table_info(m.name) p \
+             WHERE m.schema = 'main' AND m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+             AND m.name <> '_sqlx_migrations'"
         }
         autorisen::db::Backend::Postgres => {
             "SELECT table_name::text AS t, column_name::text AS c FROM information_schema.columns \
-             WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'"
+             WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
+             AND data_type <> 'tsvector'"
         }
     };
     let mut schema = Schema::new();
