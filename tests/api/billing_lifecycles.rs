@@ -23,7 +23,7 @@ use sqlx::Row;
 
 use crate::{
     auth_helpers::{authed, register_customer, Session},
-    billing::{itn, post_itn},
+    billing::itn,
     billing_stripe::signature,
     helpers::{Backend, TestApp},
     on_both_backends,
@@ -573,15 +573,32 @@ fn next_instant(rng: &mut StdRng, now: i64) -> i64 {
 struct Run {
     app: TestApp,
     seed: u64,
+    /// 503s answered and asked again (a loaded machine's pool or timeout, never a rule).
+    retries: std::sync::atomic::AtomicUsize,
 }
 
 impl Run {
+    /// Sends `req`, asking again after a 503 as a client (or a provider retrying a
+    /// notification) would: every request here is safe to repeat (checkouts and refunds carry
+    /// an `Idempotency-Key`, notifications are claimed once, the rest are reads or set a flag).
+    async fn send(&self, req: reqwest::RequestBuilder) -> reqwest::Response {
+        for _ in 0..30 {
+            let res = req.try_clone().expect("a plain body").send().await.unwrap();
+            if res.status() != 503 {
+                return res;
+            }
+            self.retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("seed {}: 503 thirty times for {req:?}", self.seed);
+    }
+
     /// `GET path` as `s`, which must answer 200.
     async fn get(&self, path: &str, s: &Session) -> Value {
-        let res = authed(&self.app, Method::GET, path, &s.access)
-            .send()
-            .await
-            .unwrap();
+        let res = self
+            .send(authed(&self.app, Method::GET, path, &s.access))
+            .await;
         let status = res.status();
         let body: Value = res.json().await.unwrap_or_default();
         assert_eq!(status, 200, "seed {}: GET {path}: {body}", self.seed);
@@ -593,11 +610,11 @@ impl Run {
     }
 
     async fn checkout(&self, s: &Session, body: Value) -> (String, i64) {
-        let res = authed(&self.app, Method::POST, "/api/billing/checkout", &s.access)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let key = uuid::Uuid::new_v4().to_string();
+        let req = authed(&self.app, Method::POST, "/api/billing/checkout", &s.access)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        let res = self.send(req).await;
         assert_eq!(res.status(), 201, "seed {}: checkout {body}", self.seed);
         let order: Value = res.json().await.unwrap();
         (
@@ -612,15 +629,14 @@ impl Run {
         let stripe = |event: Value| async move {
             let body = event.to_string();
             let t = self.now() / 1_000_000;
-            self.app
+            let req = self
+                .app
                 .client
                 .post(self.app.url("/api/payments/stripe/webhook"))
                 .header("content-type", "application/json")
                 .header("stripe-signature", signature(&body, t, WEBHOOK_SECRET))
-                .body(body)
-                .send()
-                .await
-                .unwrap()
+                .body(body);
+            self.send(req).await
         };
         let event_id = format!("evt_{}", uuid::Uuid::new_v4().simple());
         let sub_id = stripe_subscription(&order.id);
@@ -629,7 +645,13 @@ impl Run {
                 payment, status, ..
             } => {
                 let amount = format!("{}.{:02}", order.amount / 100, order.amount % 100);
-                post_itn(&self.app, itn(&order.id, payment, &amount, status)).await
+                let req = self
+                    .app
+                    .client
+                    .post(self.app.url("/api/payments/payfast/itn"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(itn(&order.id, payment, &amount, status));
+                self.send(req).await
             }
             Note::StripeSession { session, .. } => {
                 let mode = match order.product {
@@ -900,7 +922,7 @@ impl Run {
                 if let Some(body) = body {
                     req = req.json(&body);
                 }
-                let status = req.send().await.unwrap().status().as_u16();
+                let status = self.send(req).await.status().as_u16();
                 let anchors = std::mem::take(&mut a.anchors);
                 let want = a.change(*action, self.now(), &anchors);
                 a.anchors = anchors;
@@ -923,11 +945,10 @@ impl Run {
                 "/api/admin/invoices/{}/refund",
                 invoice["id"].as_str().unwrap()
             );
-            let res = authed(&self.app, Method::POST, &path, &admin)
-                .json(&json!({"amount_cents": amount, "reason": "Property test"}))
-                .send()
-                .await
-                .unwrap();
+            let req = authed(&self.app, Method::POST, &path, &admin)
+                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+                .json(&json!({"amount_cents": amount, "reason": "Property test"}));
+            let res = self.send(req).await;
             let status = res.status().as_u16();
             let body: Value = res.json().await.unwrap_or_default();
             let want = a.refund(payment, amount);
@@ -992,6 +1013,7 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
     let run = Run {
         app: TestApp::spawn_with(backend, &vars).await,
         seed,
+        retries: Default::default(),
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sessions = Vec::new();
@@ -1005,9 +1027,6 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
     let epochs = lifecycles.div_ceil(PAIRS * 2);
     let started = std::time::Instant::now();
     for epoch in 0..epochs {
-        if epoch % 5 == 0 {
-            eprintln!("epoch {epoch} at {:?}", started.elapsed());
-        }
         // Frozen for the epoch: the model and the service read the same instant.
         run.app
             .state
@@ -1119,6 +1138,17 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
     assert!(
         by_year.len() >= 2,
         "seed {seed}: the run crossed no year end: {by_year:?}"
+    );
+    let deliveries: usize = accounts.iter().map(|a| a.delivered.len()).sum();
+    let refunds: i64 = accounts.iter().map(|a| a.refunds).sum();
+    let mut years: Vec<&String> = by_year.keys().collect();
+    years.sort();
+    eprintln!(
+        "seed {seed}: {} lifecycles in {epochs} epochs, {deliveries} deliveries, {payments} ledger \
+         transactions ({refunds} refunds), invoice years {years:?}, {} retried 503s, {:?}",
+        epochs * PAIRS * 2,
+        run.retries.load(std::sync::atomic::Ordering::Relaxed),
+        started.elapsed()
     );
     for (year, mut seqs) in by_year {
         seqs.sort_unstable();
