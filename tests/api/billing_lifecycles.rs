@@ -1,18 +1,20 @@
 //! The billing property test (issue 9): seeded random lifecycles (subscribe, renew, cancel,
-//! resume, switch to free, buy credits, duplicated and out-of-order PayFast and Stripe
-//! notifications) run through HTTP on a clock that jumps across month and year ends in
-//! Johannesburg and in UTC, each checked against a reference model written here without the
-//! service's code: the subscription (plan, status, cancel flag, period to the microsecond, on an
-//! independent calendar), the invoice count, the credit balance, then every ledger transaction
-//! balanced and every year's invoice numbers without gaps.
+//! resume, switch to free, buy credits, admin refunds in full or part, duplicated and
+//! out-of-order PayFast and Stripe notifications) run through HTTP, and credit spent through
+//! `billing::credits` (no route spends credit yet), on a clock that jumps across month and year
+//! ends in Johannesburg and in UTC. Each is checked against a reference model written here
+//! without the service's code: the subscription (plan, status, cancel flag, period to the
+//! microsecond, on an independent calendar), every invoice (amount, refunded cents, status,
+//! paid time), the invoice count and the credit balance; then every ledger transaction balanced
+//! (one per payment, refund and spend) and every year's invoice numbers without gaps.
 //!
 //! Accounts come in twins that live the same lifecycles with the notifications delivered in
 //! different random orders (duplicates included): their end states must be the same. At the end
 //! every notification of a quarter of the accounts is delivered again in yet another order and
 //! must change nothing.
 //!
-//! `BILLING_LIFECYCLES` (10,000 per database) and `BILLING_SEED` (20261202) reproduce a run; a
-//! failure names the seed, the epoch and the account.
+//! `BILLING_LIFECYCLES` (5,000 per database: 10,000 in each test run) and `BILLING_SEED`
+//! (20261202) reproduce a run; a failure names the seed, the epoch and the account.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +22,8 @@ use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
+
+use autorisen::domains::billing::credits::{self, SpendError};
 
 use crate::{
     auth_helpers::{authed, register_customer, Session},
@@ -260,6 +264,8 @@ struct Account {
     refunded: HashMap<String, i64>,
     /// Refunds made.
     refunds: i64,
+    /// Spends of credit made.
+    spends: i64,
 }
 
 impl Account {
@@ -480,12 +486,14 @@ enum Spec {
         first_invoice_noise: bool,
         actions: Vec<Action>,
         refund: Option<RefundSpec>,
+        spend: Option<u64>,
     },
     Pack {
         pack: usize,
         provider: Provider,
         paid_twice: bool,
         refund: Option<RefundSpec>,
+        spend: Option<u64>,
     },
 }
 
@@ -493,6 +501,14 @@ impl Spec {
     fn refund(&self) -> Option<RefundSpec> {
         match self {
             Self::Plan { refund, .. } | Self::Pack { refund, .. } => *refund,
+        }
+    }
+
+    /// A spend of credit after the refund (the seed draws the amount, sometimes over the
+    /// balance).
+    fn spend(&self) -> Option<u64> {
+        match self {
+            Self::Plan { spend, .. } | Self::Pack { spend, .. } => *spend,
         }
     }
 }
@@ -517,6 +533,7 @@ fn spec(rng: &mut StdRng) -> Spec {
             provider,
             paid_twice: provider == Provider::PayFast && rng.gen_bool(0.2),
             refund: refund_spec(rng),
+            spend: rng.gen_bool(0.4).then(|| rng.gen()),
         };
     }
     let actions = match rng.gen_range(0..10) {
@@ -536,6 +553,7 @@ fn spec(rng: &mut StdRng) -> Spec {
         first_invoice_noise: provider == Provider::Stripe && rng.gen_bool(0.3),
         actions,
         refund: refund_spec(rng),
+        spend: rng.gen_bool(0.2).then(|| rng.gen()),
     }
 }
 
@@ -958,6 +976,24 @@ impl Run {
                 self.seed
             );
         }
+        if let Some(seed) = spec.spend() {
+            let amount = StdRng::seed_from_u64(seed).gen_range(1..=a.credits + 2000);
+            let reference = uuid::Uuid::new_v4().to_string();
+            let got = credits::spend(&self.app.state, &s.user_id, amount, "A run", &reference)
+                .await
+                .map_err(|e| match e {
+                    SpendError::Insufficient { balance, .. } => balance,
+                    other => panic!("seed {}, {who}: spending {amount}: {other}", self.seed),
+                });
+            let want = if amount <= a.credits {
+                a.credits -= amount;
+                a.spends += 1;
+                Ok(a.credits)
+            } else {
+                Err(a.credits)
+            };
+            assert_eq!(got, want, "seed {}, {who}: spending {amount}", self.seed);
+        }
         self.check(who, s, a, &a.anchors).await;
         let (total, invoices) = self.invoices(s).await;
         assert_eq!(total, a.invoices, "seed {}, {who}: invoices", self.seed);
@@ -1055,6 +1091,7 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
                     x.invoices,
                     x.credits,
                     x.refunds,
+                    x.spends,
                 )
             };
             assert_eq!(
@@ -1113,7 +1150,10 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
         });
     futures::future::join_all(replays).await;
     // Every ledger transaction balances, one per invoice; invoice numbers run 1..n per year.
-    let payments: i64 = accounts.iter().map(|a| a.invoices + a.refunds).sum();
+    let payments: i64 = accounts
+        .iter()
+        .map(|a| a.invoices + a.refunds + a.spends)
+        .sum();
     let admin_check = run.app.admin_get("/api/admin/ledger/check").await;
     assert_eq!(
         admin_check,
@@ -1141,11 +1181,12 @@ async fn random_lifecycles_end_as_a_reference_model_says_in_any_delivery_order(b
     );
     let deliveries: usize = accounts.iter().map(|a| a.delivered.len()).sum();
     let refunds: i64 = accounts.iter().map(|a| a.refunds).sum();
+    let spends: i64 = accounts.iter().map(|a| a.spends).sum();
     let mut years: Vec<&String> = by_year.keys().collect();
     years.sort();
     eprintln!(
         "seed {seed}: {} lifecycles in {epochs} epochs, {deliveries} deliveries, {payments} ledger \
-         transactions ({refunds} refunds), invoice years {years:?}, {} retried 503s, {:?}",
+         transactions ({refunds} refunds, {spends} spends), invoice years {years:?}, {} retried 503s, {:?}",
         epochs * PAIRS * 2,
         run.retries.load(std::sync::atomic::Ordering::Relaxed),
         started.elapsed()

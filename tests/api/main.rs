@@ -11,6 +11,7 @@ mod auth;
 mod auth_helpers;
 mod bans;
 mod billing;
+mod billing_credits;
 mod billing_lifecycles;
 mod billing_refunds;
 mod billing_renewals;

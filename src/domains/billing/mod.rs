@@ -4,6 +4,7 @@
 //! job). Money is integer cents in ZAR. See docs/billing.md.
 
 pub mod calendar;
+pub mod credits;
 pub mod emails;
 pub mod itn;
 pub mod ledger;
