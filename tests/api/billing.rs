@@ -43,6 +43,7 @@ on_both_backends!(
     a_period_anchored_on_the_31st_ends_on_the_last_day_of_a_shorter_month_and_returns_to_the_31st,
     a_cancellation_delivered_before_its_payment_still_ends_the_subscription,
     periods_and_invoice_years_follow_the_calendar_in_johannesburg,
+    ten_identical_itns_split_over_two_instances_have_exactly_one_effect,
     a_renewal_delivered_after_its_cancellation_extends_the_paid_period_and_stays_canceled,
 );
 
@@ -1283,5 +1284,74 @@ async fn periods_and_invoice_years_follow_the_calendar_in_johannesburg(backend: 
         minute(&sub["current_period_end"]),
         "2028-03-31T23:00",
         "{sub}"
+    );
+}
+
+async fn ten_identical_itns_split_over_two_instances_have_exactly_one_effect(backend: Backend) {
+    let (app, fake) = spawn_with_payfast(backend, &[]).await;
+    // A second instance of the service on the same database, serving HTTP on its own port.
+    let mut vars = crate::helpers::base_vars(&app.db);
+    for (k, v) in [
+        ("PAYFAST_MERCHANT_ID", MERCHANT_ID),
+        ("PAYFAST_MERCHANT_KEY", MERCHANT_KEY),
+        ("PAYFAST_PASSPHRASE", PASSPHRASE),
+        ("PAYFAST_VALIDATE_URL", fake.url.as_str()),
+        ("PAYFAST_VALID_SOURCES", "127.0.0.1/32"),
+        ("PUBLIC_BASE_URL", "https://capecontrol.example"),
+    ] {
+        vars.insert(k.into(), v.into());
+    }
+    let second = autorisen::app::App::build(crate::helpers::config_from(&vars))
+        .await
+        .expect("a second instance");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { second.serve(listener, std::future::pending()).await });
+    let s = register_customer(&app).await;
+    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = itn(&order_id, "7780", "529.00", "COMPLETE");
+    let deliveries = (0..10).map(|i| {
+        let base = if i % 2 == 0 {
+            app.address.clone()
+        } else {
+            other.clone()
+        };
+        let (client, body) = (app.client.clone(), body.clone());
+        async move {
+            client
+                .post(format!("{base}/api/payments/payfast/itn"))
+                .header("content-type", FORM)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let mut results = Vec::new();
+    for res in futures::future::join_all(deliveries).await {
+        results.push(itn_result(res).await);
+    }
+    results.sort();
+    let mut want = vec!["applied".to_owned()];
+    want.extend(std::iter::repeat_n("duplicate".to_owned(), 9));
+    assert_eq!(results, want);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM billing_invoices").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM mail_outbox WHERE template = 'billing_receipt'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        ledger_check(&app).await,
+        json!({"transactions": 1, "unbalanced": 0})
     );
 }
