@@ -140,6 +140,14 @@ pub(crate) fn pro_monthly() -> Value {
     json!({"kind": "subscription", "plan": "pro", "cycle": "monthly", "provider": "payfast"})
 }
 
+/// Checks out `body` and answers the order's id.
+pub(crate) async fn order_id(app: &TestApp, token: &str, body: Value) -> String {
+    order(app, token, body).await["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Checks out `body` and answers the order's body.
 pub(crate) async fn order(app: &TestApp, token: &str, body: Value) -> Value {
     let res = checkout(app, token, body, None).await;
@@ -480,10 +488,7 @@ async fn the_compat_checkout_answers_payfasts_form_for_a_product_code(backend: B
 async fn a_complete_itn_pays_the_order_once_with_invoice_ledger_and_receipt(backend: Backend) {
     let (app, fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     let res = post_itn(&app, itn(&order_id, "1089250", "529.00", "COMPLETE")).await;
     assert_eq!(itn_result(res).await, "applied");
     assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
@@ -523,10 +528,7 @@ async fn a_complete_itn_pays_the_order_once_with_invoice_ledger_and_receipt(back
 async fn every_refused_itn_is_a_400_that_changes_nothing_and_is_audited(backend: Backend) {
     let (app, fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     let good = |pf: &str| {
         vec![
             ("m_payment_id", order_id.clone()),
@@ -663,10 +665,7 @@ async fn an_itn_is_believed_only_from_payfasts_networks_resolved_through_trusted
     )
     .await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     let from = |ip: &'static str, pf: &'static str| {
         app.client
             .post(app.url("/api/payments/payfast/itn"))
@@ -697,10 +696,7 @@ async fn an_itn_is_refused_while_payfast_cannot_be_asked_to_confirm_it(backend: 
     let closed = "http://127.0.0.1:9/eng/query/validate";
     let (app, _fake) = spawn_with_payfast(backend, &[("PAYFAST_VALIDATE_URL", closed)]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     let body = assert_problem(
         post_itn(&app, itn(&order_id, "42", "529.00", "COMPLETE")).await,
         400,
@@ -720,10 +716,7 @@ async fn an_itn_is_refused_while_payfast_cannot_be_asked_to_confirm_it(backend: 
 async fn ten_identical_itns_at_once_have_exactly_one_effect(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[("DATABASE_MAX_CONNECTIONS", "12")]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     let body = itn(&order_id, "777", "529.00", "COMPLETE");
     let answers = futures::future::join_all((0..10).map(|_| post_itn(&app, body.clone()))).await;
     let mut results = Vec::new();
@@ -770,10 +763,7 @@ pub(crate) fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
 async fn a_renewal_itn_extends_the_period_and_makes_a_new_invoice(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     itn_result(post_itn(&app, itn(&order_id, "5001", "529.00", "COMPLETE")).await).await;
     let first = subscription(&app, &s.access).await;
     let (start, end) = (
@@ -818,10 +808,7 @@ async fn a_renewal_itn_extends_the_period_and_makes_a_new_invoice(backend: Backe
 async fn a_cancelled_itn_ends_the_subscription_with_its_paid_period(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     itn_result(post_itn(&app, itn(&order_id, "6001", "529.00", "COMPLETE")).await).await;
     let res = post_itn(&app, itn(&order_id, "6001", "529.00", "CANCELLED")).await;
     assert_eq!(itn_result(res).await, "applied");
@@ -925,10 +912,7 @@ async fn invoice_numbers_stay_sequential_without_gaps_under_concurrent_payments(
 async fn another_users_invoice_is_404_and_an_admin_sees_it(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     itn_result(post_itn(&app, itn(&order_id, "9001", "529.00", "COMPLETE")).await).await;
     let id = count_id(&app).await;
     let path = format!("/api/billing/invoices/{id}");
@@ -994,10 +978,7 @@ async fn cancel_resume_and_switching_to_free_change_only_a_running_paid_plan(bac
         422,
     )
     .await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     itn_result(post_itn(&app, itn(&order_id, "9101", "529.00", "COMPLETE")).await).await;
     let to_free: Value = post_authed(
         &app,
@@ -1045,10 +1026,7 @@ async fn the_ledger_check_is_for_admins_only(backend: Backend) {
 async fn an_unpaid_period_is_past_due_for_the_grace_days_then_free(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[("BILLING_GRACE_DAYS", "3")]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     itn_result(post_itn(&app, itn(&order_id, "9201", "529.00", "COMPLETE")).await).await;
     let day = 86_400_000_000_i64;
     let ended = |days_ago: i64| {
@@ -1089,10 +1067,7 @@ async fn two_paid_periods_of_one_plan_at_once_extend_it_twice(backend: Backend) 
     let s = register_customer(&app).await;
     let mut bodies = Vec::new();
     for i in 0..2 {
-        let id = order(&app, &s.access, pro_monthly()).await["order_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = order_id(&app, &s.access, pro_monthly()).await;
         bodies.push(itn(&id, &format!("930{i}"), "529.00", "COMPLETE"));
     }
     let answers = futures::future::join_all(bodies.into_iter().map(|b| post_itn(&app, b))).await;
@@ -1130,10 +1105,7 @@ async fn a_cancel_at_the_same_time_as_a_renewal_keeps_the_renewed_period(backend
     // taken first, a renewal committed in between was overwritten with the old period.
     for round in 0..12 {
         let s = register_customer(&app).await;
-        let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let order_id = order_id(&app, &s.access, pro_monthly()).await;
         let first = itn(&order_id, &format!("95{round:02}1"), "529.00", "COMPLETE");
         assert_eq!(itn_result(post_itn(&app, first).await).await, "applied");
         let end = at(&subscription(&app, &s.access).await["current_period_end"]);
@@ -1166,10 +1138,7 @@ async fn a_period_anchored_on_the_31st_ends_on_the_last_day_of_a_shorter_month_a
 ) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     // 23:30 on 31 January in Johannesburg is still the 31st in UTC.
     app.state.clock.set(utc("2027-01-31T21:30:00Z"));
     itn_result(post_itn(&app, itn(&order_id, "9701", "529.00", "COMPLETE")).await).await;
@@ -1198,10 +1167,7 @@ async fn a_period_anchored_on_the_31st_ends_on_the_last_day_of_a_shorter_month_a
 async fn a_cancellation_delivered_before_its_payment_still_ends_the_subscription(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     post_itn(&app, itn(&order_id, "9801", "529.00", "CANCELLED")).await;
     let res = post_itn(&app, itn(&order_id, "9801", "529.00", "COMPLETE")).await;
     assert_eq!(itn_result(res).await, "applied");
@@ -1216,10 +1182,7 @@ async fn a_renewal_delivered_after_its_cancellation_extends_the_paid_period_and_
 ) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     itn_result(post_itn(&app, itn(&order_id, "9901", "529.00", "COMPLETE")).await).await;
     let end = at(&subscription(&app, &s.access).await["current_period_end"]);
     itn_result(post_itn(&app, itn(&order_id, "9901", "529.00", "CANCELLED")).await).await;
@@ -1244,10 +1207,7 @@ fn minute(value: &Value) -> String {
 async fn periods_and_invoice_years_follow_the_calendar_in_johannesburg(backend: Backend) {
     let (app, _fake) = spawn_with_payfast(backend, &[]).await;
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     // 01:00 on 1 January 2028 in Johannesburg: still 31 December 2027 in UTC.
     app.state.clock.set(utc("2027-12-31T23:00:00Z"));
     itn_result(post_itn(&app, itn(&order_id, "9601", "529.00", "COMPLETE")).await).await;
@@ -1308,10 +1268,7 @@ async fn ten_identical_itns_split_over_two_instances_have_exactly_one_effect(bac
     let other = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { second.serve(listener, std::future::pending()).await });
     let s = register_customer(&app).await;
-    let order_id = order(&app, &s.access, pro_monthly()).await["order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order_id = order_id(&app, &s.access, pro_monthly()).await;
     let body = itn(&order_id, "7780", "529.00", "COMPLETE");
     let deliveries = (0..10).map(|i| {
         let base = if i % 2 == 0 {
