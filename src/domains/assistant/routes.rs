@@ -214,7 +214,7 @@ async fn post_message(
 }
 
 /// The caller's use of the assistant this month.
-#[utoipa::path(get, path = "/api/assistant/usage", tag = "assistant", security(("bearerAuth" = [])), responses(
+#[utoipa::path(get, path = "/api/assistant/usage", operation_id = "assistant_usage", tag = "assistant", security(("bearerAuth" = [])), responses(
     (status = 200, description = "Messages against the plan's limit; tokens and cost (0 for the built-in provider)", body = AssistantUsage)))]
 async fn usage(
     State(state): State<AppState>,
