@@ -339,6 +339,43 @@ impl Validator {
     }
 }
 
+/// Reads an optional whole number from JSON as JSON Schema's `integer` means it: `3264` and
+/// `3264.0` alike (a generated client may send either), never `3264.5`. For
+/// `#[serde(default, deserialize_with = "…")]` on an `Option<i64>`; `null` is `None`.
+pub fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::de::{self, Visitor};
+    struct Whole;
+    impl Visitor<'_> for Whole {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a whole number")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom("must be a whole number in range"))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // Below 2^53 every whole f64 is exact, so the conversion loses nothing.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if v.fract() == 0.0 && v.abs() < EXACT {
+                Ok(Some(v as i64))
+            } else {
+                Err(E::custom("must be a whole number"))
+            }
+        }
+    }
+    d.deserialize_any(Whole)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +412,22 @@ mod tests {
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["note", "ip", "reason"]);
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_with_a_zero_fraction_but_not_a_real_one() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            #[serde(default, deserialize_with = "super::optional_whole_number")]
+            n: Option<i64>,
+        }
+        let read = |json: &str| serde_json::from_str::<Body>(json).map(|b| b.n);
+        assert_eq!(read(r#"{"n": 3264}"#).unwrap(), Some(3264));
+        assert_eq!(read(r#"{"n": 3264.0}"#).unwrap(), Some(3264));
+        assert_eq!(read(r#"{"n": null}"#).unwrap(), None);
+        assert_eq!(read("{}").unwrap(), None);
+        assert!(read(r#"{"n": 3264.5}"#).is_err());
+        assert!(read(r#"{"n": 1e300}"#).is_err());
+        assert!(read(r#"{"n": "3264"}"#).is_err());
     }
 }

@@ -500,10 +500,22 @@ async fn a_partial_payfast_refund_of_a_credit_pack_takes_back_its_credits_in_pro
     )
     .await;
     assert_eq!(balance(&app, &s.access).await, 52500);
+    // Half a cent is not an amount (422, nothing refunded); 10000.0 is 10000, as JSON Schema's
+    // `integer` reads it (schemathesis sent one, and it was refused).
+    assert_problem(
+        refund(
+            &app,
+            &id,
+            json!({"amount_cents": 10000.5, "reason": "Unused"}),
+        )
+        .await,
+        422,
+    )
+    .await;
     let made = refunded(
         &app,
         &id,
-        json!({"amount_cents": 10000, "reason": "Unused"}),
+        json!({"amount_cents": 10000.0, "reason": "Unused"}),
     )
     .await;
     assert_eq!(made["invoice"]["status"], "partially_refunded");

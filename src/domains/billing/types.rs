@@ -648,6 +648,10 @@ pub struct RefundRequest {
     /// How much to refund, in cents; all that is left when absent. At most what was paid and
     /// not yet refunded (422 beyond it).
     #[schema(minimum = 1, maximum = 100_000_000_000_i64)]
+    #[serde(
+        default,
+        deserialize_with = "crate::http::validate::optional_whole_number"
+    )]
     pub amount_cents: Option<i64>,
     /// Why (1 to 200 characters, one line, not blank); recorded, audited and sent to the
     /// provider.
