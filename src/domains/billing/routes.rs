@@ -219,7 +219,7 @@ async fn credits(
 
 /// What the caller used this month of each limit of their plan, and when the counters reset.
 #[utoipa::path(get, path = "/api/billing/usage", tag = "billing", security(("bearerAuth" = [])), responses(
-    (status = 200, description = "Each counter's use, limit and reset (the first of next month, UTC)", body = UsageView)))]
+    (status = 200, description = "Each counter's use, limit and reset (the first of next month, 00:00 in Johannesburg)", body = UsageView)))]
 async fn usage(
     State(state): State<AppState>,
     me: AuthUser,

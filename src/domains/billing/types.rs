@@ -622,7 +622,7 @@ pub struct UsageView {
     /// The plan whose limits apply (the subscription's, as `GET /api/billing/subscription`
     /// answers it).
     pub plan: PlanCode,
-    /// When this month began (the first of the month, 00:00 UTC).
+    /// When this month began (the first of the month, 00:00 in Johannesburg).
     pub period_start: DateTime<Utc>,
     /// When the next month begins.
     pub resets_at: DateTime<Utc>,
